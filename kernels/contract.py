@@ -1,0 +1,102 @@
+"""The reparameterisation contract every backend implements, and the input checks they share.
+
+    forward(mu, logvar, seed, offset, save_noise=False) -> z, or (z, eps) when save_noise
+        z = mu + exp(logvar / 2) * eps
+    backward(grad_z, logvar, seed, offset, noise=None) -> (grad_mu, grad_logvar)
+        grad_mu     = grad_z                              (a new array, never an alias of grad_z)
+        grad_logvar = grad_z * exp(logvar / 2) * eps / 2
+    forward_kl(mu, logvar, seed, offset, save_noise=False) -> (z, kl), or (z, kl, eps)
+        kl = sum over elements of (expm1(logvar) - logvar + mu^2) / 2, the KL divergence of
+             N(mu, exp(logvar)) to N(0, 1); a 0-d array of the input dtype, accumulated in
+             float64 (so backends differ from the reference only by summation order)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None) -> (grad_mu, grad_logvar)
+        grad_mu     = grad_z + kl_grad * mu
+        grad_logvar = grad_z * exp(logvar / 2) * eps / 2 + kl_grad * expm1(logvar) / 2
+        kl_grad is the scalar gradient reaching kl (beta / batch in a VAE's mean loss)
+
+eps = kernels.philox.normal(mu.size, seed, offset, dtype=mu.dtype).reshape(mu.shape): element i of
+the C-order flattening of mu uses normal offset + i of the stream keyed by seed. By default the
+backward regenerates eps from (seed, offset) and nothing but the inputs is kept between the
+passes; with save_noise=True the forward also returns eps and the backward takes it as ``noise``
+(the memory-for-compute trade the benchmarks measure).
+
+- All arrays of a call have one shape and one dtype, float32 or float64; outputs have that shape
+  and dtype, and arithmetic happens in that dtype.
+- seed is an int in [0, 2**64); offset is an int >= 0 (Python or NumPy integers, never bool), with
+  offset + size <= 2**66 so that the last Philox block index fits in 64 bits.
+- The reference accepts inputs of any strides (it reads them through NumPy's elementwise
+  ufuncs); the compiled backends copy non-contiguous inputs to C order first (never misread them).
+- NaN and Inf propagate as IEEE arithmetic makes them: no backend checks values.
+
+Checks raise before any backend runs and name the function, the argument, what arrived and what
+was expected. This module knows only arrays: it never imports minigrad.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name, what, value, bits=None):
+    """Return value as a Python int, after checking it is an integer >= 0 (and < 2**bits if given).
+
+    Python and NumPy integers pass; bool is refused even though it subclasses int.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: {what} is {type(value).__name__} {value!r}; expected an int")
+    value = int(value)
+    if value < 0 or (bits is not None and value >= 2**bits):
+        bound = "" if bits is None else f" and < 2**{bits}"
+        raise ValueError(f"{name}: {what} is {value}; it must be >= 0{bound}")
+    return value
+
+
+def check_float_dtype(name, what, dtype):
+    """Return np.dtype(dtype) after checking it is float32 or float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name}: {what} {dtype!r} is not a NumPy dtype; "
+                        "expected float32 or float64") from err
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: {what} is {dtype}; expected float32 or float64")
+    return dtype
+
+
+def _shape_dtype(x):
+    """(shape, dtype) of an array of any library; other array-likes are read through NumPy."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return tuple(x.shape), np.dtype(x.dtype)
+    x = np.asarray(x)
+    return x.shape, x.dtype
+
+
+def _check_pair(name, first, a, second, b):
+    """Two arrays of one shape and one float dtype, else an error naming both."""
+    a_shape, a_dtype = _shape_dtype(a)
+    b_shape, b_dtype = _shape_dtype(b)
+    if a_shape != b_shape:
+        raise ValueError(f"{name}: {first} has shape {a_shape}, {second} {b_shape}; "
+                         "they must match")
+    if a_dtype != b_dtype:
+        raise TypeError(f"{name}: {first} is {a_dtype}, {second} {b_dtype}; they must match")
+    check_float_dtype(name, f"the dtype of {first} and {second}", a_dtype)
+
+
+def check_reparam_inputs(name, mu, logvar):
+    """Raise unless mu and logvar share one shape and one float32/float64 dtype."""
+    _check_pair(name, "mu", mu, "logvar", logvar)
+
+
+def check_backward_inputs(name, grad_z, logvar, mu=None, noise=None):
+    """Raise unless grad_z, logvar (and mu, noise where given) share one shape and float dtype."""
+    _check_pair(name, "grad_z", grad_z, "logvar", logvar)
+    if mu is not None:
+        _check_pair(name, "mu", mu, "logvar", logvar)
+    if noise is not None:
+        _check_pair(name, "noise", noise, "logvar", logvar)
+
+
+def check_seed_offset(name, seed, offset):
+    """Raise unless seed is an int in [0, 2**64) and offset an int >= 0."""
+    check_int(name, "seed", seed, bits=64)
+    check_int(name, "offset", offset)

@@ -1,0 +1,17 @@
+"""minigrad: reverse-mode automatic differentiation on NumPy, written to be read.
+
+    >>> import minigrad as mg
+    >>> x = mg.Tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([2., 4.])
+"""
+from minigrad.graph import is_grad_enabled, no_grad
+from minigrad.tensor import Tensor, as_tensor
+from minigrad.ops import *  # noqa: F401,F403  (the op functions are the public API)
+from minigrad.ops import __all__ as _op_names
+from minigrad.graph_view import format_graph, to_dot
+from minigrad import nn, optim, random  # noqa: E402
+
+__all__ = ["Tensor", "as_tensor", "no_grad", "is_grad_enabled", "format_graph", "to_dot",
+           "nn", "optim", "random", *_op_names]

@@ -1,0 +1,79 @@
+"""python -m minigrad.gradcheck: check every registered op case against finite differences.
+
+    python -m minigrad.gradcheck                    every case, float64
+    python -m minigrad.gradcheck --op matmul        the cases of one op (repeat --op for more)
+    python -m minigrad.gradcheck --dtype float32 --fast
+    python -m minigrad.gradcheck --list             the cases, unchecked
+
+Prints one row per case (worst errors over its inputs), then each failure in full.
+Exit status: 0 when every case passes, 1 when one fails, 2 for a bad command line.
+"""
+import argparse
+import sys
+import warnings
+
+import numpy as np
+
+from minigrad.gradcheck.cases import CASES
+from minigrad.gradcheck.core import TOLERANCES, GradcheckWarning
+from minigrad.gradcheck.report import CRITERION, format_table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m minigrad.gradcheck",
+        description="Check every op's gradients against central finite differences.")
+    parser.add_argument("--op", action="append", metavar="NAME",
+                        help="check only this op (repeatable)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="dtype of the inputs (default float64); differences always run "
+                             "in float64")
+    parser.add_argument("--fast", action="store_true",
+                        help="random directional derivatives instead of every element; "
+                             "a mismatch is rechecked element by element")
+    parser.add_argument("--list", action="store_true", help="list the cases without checking them")
+    args = parser.parse_args(argv)
+
+    known = list(dict.fromkeys(c.op for c in CASES))
+    for name in args.op or []:
+        if name not in known:
+            parser.error(f"unknown op {name!r}; known ops: {', '.join(known)}")
+    cases = sorted((c for c in CASES if not args.op or c.op in args.op),
+                   key=lambda c: known.index(c.op))  # stable: each op's cases stay in order
+    if args.list:
+        print(format_table(("op", "case", "shapes"), [(c.op, c.label, c.shapes) for c in cases]))
+        return 0
+
+    dtype = np.dtype(args.dtype)
+    tolerance = TOLERANCES[dtype]
+    print(f"gradcheck: {len(cases)} cases of {len(set(c.op for c in cases))} ops, {dtype} inputs, "
+          f"{'fast' if args.fast else 'every element'}; eps {tolerance.eps:g}, "
+          f"atol {tolerance.atol:g}, rtol {tolerance.rtol:g}\n{CRITERION}")
+    rows, failed = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradcheckWarning)  # said once, in the line above
+        for c in cases:
+            try:
+                report = c.check(dtype, fast=args.fast)
+            except Exception as error:  # an op that raises fails its case; the others still run
+                rows.append((c.op, c.label, c.shapes, str(dtype), "-", "-", "ERROR"))
+                failed.append((c, f"raised {type(error).__name__}: {_first_line(error)}"))
+                continue
+            rows.append((c.op, c.label, c.shapes, str(dtype), f"{report.max_abs_err:.1e}",
+                         f"{report.max_rel_err:.1e}", "ok" if report.ok else "FAIL"))
+            if not report.ok:
+                failed.append((c, report.failure_message()))
+    print(format_table(("op", "case", "shapes", "dtype", "max abs", "max rel", "ok"), rows))
+    for c, message in failed:
+        print(f"\n{c.id}:\n{message}")
+    print(f"\n{len(cases) - len(failed)} of {len(cases)} cases passed")
+    return 1 if failed else 0
+
+
+def _first_line(error, limit=300):
+    line = (str(error).splitlines() or [""])[0]
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+if __name__ == "__main__":
+    sys.exit(main())

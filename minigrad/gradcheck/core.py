@@ -1,0 +1,310 @@
+"""gradcheck: the engine's gradients against central finite differences in float64.
+
+For y = fn(x_0, x_1, ...) and each differentiated input x_i, one backward pass with the cotangent v
+gives the engine's vector-Jacobian product, which is compared element by element with central
+differences on float64 copies of the inputs:
+
+    analytic_j = (v^T dy/dx_i)_j
+    numeric_j  = v^T (y(x_i + eps e_j) - y(x_i - eps e_j)) / (2 eps)
+
+An element passes when |analytic_j - numeric_j| <= atol + rtol |numeric_j|.  v is a fixed random
+normal cotangent drawn from ``seed`` (1 for a one-element y), as HIPS autograd and JAX's
+check_grads do; ``all_outputs=True`` takes every unit cotangent instead, i.e. the whole Jacobian.
+
+Fast mode compares directional derivatives along ``num_directions`` random unit vectors u per input,
+v^T (y(x_i + eps u) - y(x_i - eps u)) / (2 eps) against <analytic, u>, with atol scaled by ||u||_1
+(the most that elements each within atol can add up to): 2 k calls of fn per input instead of 2 per
+element.  An input whose directions disagree is rechecked element by element, which decides its
+verdict and names the worst element, as PyTorch's fast gradcheck does.
+"""
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigrad.backend import is_float_dtype
+from minigrad.graph import no_grad
+from minigrad.gradcheck.report import GradcheckReport, InputResult
+from minigrad.tensor import Tensor
+
+
+class GradcheckError(AssertionError):
+    """A gradient disagrees with finite differences; ``report`` holds every input's result."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+class GradcheckWarning(UserWarning):
+    """An input is less precise than float64, so the check is looser and less reliable."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The central-difference step and the pass criterion |a - n| <= atol + rtol |n|."""
+    eps: float
+    atol: float
+    rtol: float
+
+
+# NOTE: the differences always run in float64, where eps = 1e-6 balances truncation (~eps^2)
+# against round-off (~1e-16 / eps).  A float32 or float16 input has its analytic gradient computed
+# in its own dtype, so atol and rtol absorb that round-off; eps grows because values that fn makes
+# in float32 itself (closed-over constants are never cast) add ~1e-7 / eps to the numeric side.
+TOLERANCES = {
+    np.dtype(np.float64): Tolerance(eps=1e-6, atol=1e-5, rtol=1e-3),
+    np.dtype(np.float32): Tolerance(eps=1e-3, atol=1e-2, rtol=1e-2),
+    np.dtype(np.float16): Tolerance(eps=1e-2, atol=1e-1, rtol=1e-1),
+}
+
+
+@dataclass
+class _Argument:
+    """One argument of fn: its array, whether it is differentiated, and the value passed as is."""
+    index: int
+    name: str
+    data: np.ndarray
+    differentiate: bool
+    value: object               # the Tensor given (passed unchanged when not differentiated)
+
+
+def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_directions=4,
+              raise_on_failure=False, seed=0, all_outputs=False):
+    """Check the gradients of ``fn(*inputs)`` (which must return a Tensor) by finite differences.
+
+    inputs: a Tensor or array, or a sequence of them.  Float Tensors with requires_grad=True and
+        float arrays are differentiated; other Tensors are passed through as constants.
+    eps, atol, rtol: default to TOLERANCES of the least precise differentiated dtype.
+    fast: compare ``num_directions`` random directional derivatives per input (see the module).
+    seed: picks the cotangent v and the directions; a fixed seed makes the check repeatable.
+    all_outputs: compare every output element instead of the projection on v.
+    raise_on_failure: raise GradcheckError with the failure message instead of returning.
+
+    Returns a GradcheckReport (true when every input passed).  Raises TypeError for an integer
+    array to differentiate or a non-Tensor result, ValueError for NaN or Inf in an input.
+    """
+    arguments = _arguments(inputs)
+    checked = [a for a in arguments if a.differentiate]
+    if not checked:
+        raise ValueError("gradcheck: no input to differentiate; pass float Tensors with "
+                         "requires_grad=True, or float arrays")
+    if isinstance(num_directions, bool) or not isinstance(num_directions, int) \
+            or num_directions < 1:
+        raise ValueError(f"gradcheck: num_directions must be an int >= 1, got {num_directions!r}")
+    tolerance = _tolerance(checked, eps, atol, rtol)
+    rng = np.random.default_rng(seed)
+
+    leaves = [Tensor(a.data.copy(), requires_grad=True, name=a.name) if a.differentiate
+              else a.value for a in arguments]
+    output = _checked_output(fn(*leaves), "fn(*inputs)")
+    cotangents, labels, projection = _cotangents(output, rng, all_outputs, seed)
+    analytic = _vjps(output, leaves, checked, cotangents)
+    evaluate = _evaluator(fn, arguments, output.shape)
+
+    results = []
+    for a in checked:
+        method = "elementwise"
+        if fast:
+            directions = _unit_directions(rng, num_directions, a.data.size)
+            result = _check_directions(a, analytic[a.index], evaluate, directions, cotangents,
+                                       labels, tolerance)
+            if result.ok:
+                results.append(result)
+                continue
+            method = f"elementwise after {num_directions} directions"  # it finds and decides
+        results.append(_check_elements(a, analytic[a.index], evaluate, cotangents, labels,
+                                       tolerance, method))
+
+    report = GradcheckReport(results, output.shape, output.dtype, projection,
+                             tolerance.eps, tolerance.atol, tolerance.rtol)
+    if raise_on_failure and not report.ok:
+        raise GradcheckError(report.failure_message(), report)
+    return report
+
+
+def _arguments(inputs):
+    """fn's arguments, checked: float where differentiated, finite wherever float."""
+    if not isinstance(inputs, (list, tuple)):
+        inputs = (inputs,)
+    arguments = []
+    for i, value in enumerate(inputs):
+        if isinstance(value, Tensor):
+            data, differentiate, name = np.asarray(value.numpy()), value.requires_grad, value.name
+        else:
+            data, differentiate, name = np.asarray(value), True, None
+            if not is_float_dtype(data.dtype):
+                raise TypeError(f"gradcheck: argument {i} is {data.dtype}; finite differences "
+                                "need a float array (pass a Tensor with requires_grad=False to "
+                                "hold it constant)")
+        name = name or f"arg{i}"
+        if is_float_dtype(data.dtype) and not np.all(np.isfinite(data)):
+            bad = tuple(int(k) for k in np.argwhere(~np.isfinite(data))[0])
+            raise ValueError(f"gradcheck: argument {i} ({name!r}) holds {data[bad]} at index "
+                             f"{bad}; finite differences need finite inputs")
+        arguments.append(_Argument(i, name, data, differentiate, value))
+    return arguments
+
+
+def _tolerance(checked, eps, atol, rtol):
+    """Defaults from the least precise differentiated dtype; a warning below float64."""
+    dtype = max((a.data.dtype for a in checked), key=lambda d: np.finfo(d).eps)
+    if dtype != np.float64:
+        names = ", ".join(f"{a.index} ({a.name!r})" for a in checked if a.data.dtype == dtype)
+        warnings.warn(f"gradcheck: argument {names} is {dtype}; its gradient is checked with "
+                      "looser tolerances, and float64 inputs are the reliable setting",
+                      GradcheckWarning, stacklevel=3)
+    default = TOLERANCES[np.dtype(dtype)]
+    return Tolerance(eps=default.eps if eps is None else eps,
+                     atol=default.atol if atol is None else atol,
+                     rtol=default.rtol if rtol is None else rtol)
+
+
+def _checked_output(output, call):
+    if not isinstance(output, Tensor):
+        what = type(output).__module__ + "." + type(output).__qualname__
+        if hasattr(output, "shape") and hasattr(output, "dtype"):
+            what += f" of shape {tuple(output.shape)} and dtype {output.dtype}"
+        raise TypeError(f"gradcheck: {call} returned {what}; it must return a minigrad Tensor "
+                        "(built from minigrad ops, so that it has a gradient)")
+    if not is_float_dtype(output.dtype):
+        raise TypeError(f"gradcheck: {call} returned a Tensor of dtype {output.dtype}; "
+                        "it must be a float Tensor")
+    return output
+
+
+def _cotangents(output, rng, all_outputs, seed):
+    """Rows v (float64, one per compared quantity) over the flattened output, their labels,
+    and the projection in words."""
+    size = output.size
+    if all_outputs and output.ndim > 0:
+        labels = [f"y[{', '.join(map(str, np.unravel_index(k, output.shape)))}]"
+                  for k in range(size)]
+        return np.eye(size), labels, "every output element compared"
+    if size == 1:
+        return np.ones((1, 1)), ["y"], "a single element"
+    projection = f"projected on a random cotangent v (seed {seed})"
+    return rng.standard_normal((1, size)), ["v·y"], projection
+
+
+def _vjps(output, leaves, checked, cotangents):
+    """The engine's gradients: one backward pass per cotangent row; (rows, size) per input."""
+    rows = {a.index: np.zeros((len(cotangents), a.data.size)) for a in checked}
+    if not output.requires_grad:  # fn ignored every differentiated input: all gradients are 0
+        return rows
+    for p, v in enumerate(cotangents):
+        for a in checked:
+            leaves[a.index].grad = None
+        output.backward(v.reshape(output.shape).astype(output.dtype),
+                        retain_graph=p + 1 < len(cotangents))
+        for a in checked:
+            grad = leaves[a.index].grad
+            if grad is not None:
+                rows[a.index][p] = np.asarray(grad, dtype=np.float64).reshape(-1)
+    return rows
+
+
+def _evaluator(fn, arguments, output_shape):
+    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x, flattened."""
+    base = [Tensor(a.data.astype(np.float64)) if is_float_dtype(a.data.dtype) else a.value
+            for a in arguments]
+
+    def evaluate(index, x):
+        values = [Tensor(x) if k == index else value for k, value in enumerate(base)]
+        # NOTE: a step may leave fn's domain (sqrt just above 0); the NaN it gives fails the
+        # comparison and is reported there, so NumPy's warning would only repeat it
+        with no_grad(), np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            y = _checked_output(fn(*values), "fn(*inputs) in float64")
+        if y.shape != output_shape:
+            raise ValueError(f"gradcheck: fn returned shape {y.shape} on float64 inputs and "
+                             f"{output_shape} on the inputs given; it must not depend on the dtype")
+        # NOTE: a copy, since y may be a view of x (reshape, getitem), which is perturbed in place
+        return np.array(y.data, dtype=np.float64).reshape(-1)
+    return evaluate
+
+
+def _unit_directions(rng, count, size):
+    """count random directions of unit Euclidean norm, as rows."""
+    directions = rng.standard_normal((count, size))
+    norms = np.linalg.norm(directions, axis=1, keepdims=True)
+    return directions / np.where(norms == 0, 1, norms)
+
+
+def _check_elements(argument, analytic, evaluate, cotangents, labels, tolerance, method):
+    """Central differences element by element; compare with the analytic rows."""
+    x = argument.data.astype(np.float64)  # a fresh C-ordered copy, perturbed in place
+    flat = x.reshape(-1)
+    eps = tolerance.eps
+    numeric = np.empty_like(analytic)
+    for j in range(x.size):
+        centre = flat[j]
+        flat[j] = centre + eps
+        plus = evaluate(argument.index, x)
+        flat[j] = centre - eps
+        minus = evaluate(argument.index, x)
+        flat[j] = centre
+        numeric[:, j] = cotangents @ (plus - minus) / (2 * eps)
+    compared = _compare(analytic, numeric, tolerance.atol, tolerance.rtol)
+    p, j = compared.worst
+    worst_index = None
+    if x.size:
+        worst_index = tuple(int(k) for k in np.unravel_index(j, argument.data.shape))
+    return compared.result(argument, worst_index, None, labels[p], method)
+
+
+def _check_directions(argument, analytic, evaluate, directions, cotangents, labels, tolerance):
+    """Directional derivatives along each row of ``directions``; compare with <analytic, u>."""
+    x = argument.data.astype(np.float64)
+    eps = tolerance.eps
+    numeric = np.empty((len(cotangents), len(directions)))
+    for d, u in enumerate(directions):
+        u = u.reshape(x.shape)
+        plus, minus = evaluate(argument.index, x + eps * u), evaluate(argument.index, x - eps * u)
+        numeric[:, d] = cotangents @ (plus - minus) / (2 * eps)
+    atol = tolerance.atol * np.abs(directions).sum(axis=1)  # (directions,)
+    compared = _compare(analytic @ directions.T, numeric, atol, tolerance.rtol)
+    p, d = compared.worst
+    return compared.result(argument, None, d + 1, labels[p], f"{len(directions)} directions")
+
+
+@dataclass
+class _Comparison:
+    """analytic against numeric, (rows, columns) each, with the errors and tolerances."""
+    analytic: np.ndarray
+    numeric: np.ndarray
+    abs_err: np.ndarray
+    rel_err: np.ndarray
+    tolerance: np.ndarray
+    worst: tuple                # (row, column) furthest past (or closest to) its tolerance
+
+    def result(self, argument, worst_index, direction, output, method):
+        p, j = self.worst
+        empty = self.abs_err.size == 0
+        return InputResult(
+            index=argument.index, name=argument.name, shape=argument.data.shape,
+            dtype=argument.data.dtype,
+            max_abs_err=0.0 if empty else float(self.abs_err.max()),
+            max_rel_err=0.0 if empty else float(self.rel_err.max()),
+            worst_index=worst_index, direction=direction, output=output,
+            analytic=0.0 if empty else float(self.analytic[p, j]),
+            numeric=0.0 if empty else float(self.numeric[p, j]),
+            abs_err=0.0 if empty else float(self.abs_err[p, j]),
+            rel_err=0.0 if empty else float(self.rel_err[p, j]),
+            tolerance=0.0 if empty else float(self.tolerance[p, j]),
+            ok=bool(np.all(self.abs_err <= self.tolerance)), method=method)
+
+
+def _compare(analytic, numeric, atol, rtol):
+    """|analytic - numeric| against atol + rtol |numeric|, elementwise; NaN on either side fails."""
+    with np.errstate(invalid="ignore"):
+        abs_err = np.abs(analytic - numeric)
+    abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)
+    magnitude = np.abs(np.nan_to_num(numeric, nan=0.0, posinf=0.0, neginf=0.0))
+    tolerance = atol + rtol * magnitude
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(abs_err == 0, 0.0, abs_err / tolerance)
+        rel_err = np.where(abs_err == 0, 0.0,
+                           abs_err / np.maximum(magnitude, np.maximum(atol, np.finfo(float).tiny)))
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape) if excess.size else (0, 0)
+    return _Comparison(analytic, numeric, abs_err, rel_err,
+                       np.broadcast_to(tolerance, abs_err.shape), tuple(int(k) for k in worst))

@@ -1,0 +1,95 @@
+"""Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``)."""
+import builtins
+
+import numpy as np
+
+from minigrad.backend import namespace
+from minigrad.graph import make_node
+from minigrad.tensor import as_tensor
+
+
+def _axes(axis, ndim):
+    """``axis`` as a sorted tuple of non-negative ints (None means every axis)."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+
+
+def _expand(g, shape, axes, keepdims):
+    """Broadcast a reduced gradient back over the reduced ``axes`` of ``shape``."""
+    xp = namespace(g)
+    if not keepdims:
+        g = xp.expand_dims(g, axes) if axes else g
+    return xp.broadcast_to(g, shape)
+
+
+def sum(x, axis=None, keepdims=False):
+    """z = sum of x over ``axis``.  VJP: gx = g broadcast back over the summed axes."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    z = x.data.sum(axis=axes, keepdims=keepdims)
+    return make_node(z, (x,), lambda g: (_expand(g, x.shape, axes, keepdims),), "sum")
+
+
+def mean(x, axis=None, keepdims=False):
+    """z = sum(x) / m over ``axis``, m the number of elements reduced.  VJP: gx = g / m broadcast."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    z = x.data.mean(axis=axes, keepdims=keepdims)
+    return make_node(z, (x,), lambda g: (_expand(g / count, x.shape, axes, keepdims),), "mean")
+
+
+def max(x, axis=None, keepdims=False):
+    """z = max of x over ``axis``.
+
+    VJP: g flows to the maximal elements; k tied maxima each get g / k (the subgradient
+    chosen at ties, as JAX does), so the gradient sums to g whatever the ties.
+    """
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    z = x.data.max(axis=axes, keepdims=True)
+
+    def vjp(g):
+        is_max = x.data == z
+        ties = is_max.sum(axis=axes, keepdims=True)
+        return (_expand(g, x.shape, axes, keepdims) * is_max / ties,)
+    return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "max")
+
+
+def _logsumexp(xp, x, axes):
+    """ln sum e^x over ``axes`` with keepdims, shifted by the maximum so nothing overflows."""
+    m = x.max(axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)  # NOTE: an all -inf slice gives -inf, not NaN
+    with np.errstate(divide="ignore"):  # log(0) = -inf is that all -inf slice's right answer
+        return m + xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """z = ln sum_i e^{x_i} over ``axis``.  VJP: gx = g * softmax(x) = g * e^{x - z}."""
+    x = as_tensor(x)
+    xp = namespace(x.data)
+    axes = _axes(axis, x.ndim)
+    z = _logsumexp(xp, x.data, axes)
+
+    def vjp(g):
+        return (_expand(g, x.shape, axes, keepdims) * xp.exp(x.data - z),)
+    return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "logsumexp")
+
+
+def log_softmax(x, axis=-1):
+    """z = x - logsumexp(x, axis).  VJP: gx = g - softmax(x) * sum(g, axis)."""
+    x = as_tensor(x)
+    xp = namespace(x.data)
+    axes = _axes(axis, x.ndim)
+    z = x.data - _logsumexp(xp, x.data, axes)
+
+    def vjp(g):
+        return (g - xp.exp(z) * g.sum(axis=axes, keepdims=True),)
+    return make_node(z, (x,), vjp, "log_softmax")

@@ -1,0 +1,70 @@
+"""The reparameterized Gaussian node: z = mu + e^{logvar / 2} * eps, eps ~ N(0, 1).
+
+eps is the counter-based Philox stream's normals at (seed, offset): element i of the
+flattened (C order) mu uses normal offset + i.  By default the backward pass regenerates eps
+from (seed, offset) instead of keeping it, so the node saves only logvar between the passes;
+``save_noise=True`` keeps eps instead (memory for compute).  The arithmetic is the ``kernels``
+contract, dispatched to the fastest backend for the arrays; this file connects it to the graph.
+"""
+import kernels
+from kernels.contract import check_reparam_inputs
+from minigrad.graph import make_node
+from minigrad.random import Stream
+from minigrad.tensor import Tensor, as_tensor
+
+
+def _position(name, size, seed, offset, stream):
+    """(seed, offset) of the draw: given directly, or taken from a Stream (which advances)."""
+    if stream is None:
+        if seed is None or offset is None:
+            raise ValueError(f"{name}: needs seed= and offset= (or stream=)")
+        return seed, offset
+    if seed is not None or offset is not None:
+        raise ValueError(f"{name}: give either stream or seed and offset, not both")
+    if not isinstance(stream, Stream):
+        raise TypeError(f"{name}: stream must be a minigrad.random.Stream, "
+                        f"got {type(stream).__name__}")
+    return stream.take(size)
+
+
+def reparameterize(mu, logvar, *, seed=None, offset=None, stream=None, save_noise=False,
+                   backend=None):
+    """z = mu + sigma * eps with sigma = e^{logvar / 2}.
+
+    Give either ``seed`` and ``offset`` or a ``Stream`` (which hands out its (seed, offset) and
+    advances by mu.size).  VJP: gmu = g, glogvar = g * sigma * eps / 2, eps regenerated (or
+    kept, with ``save_noise``).  ``backend`` picks the kernel (see ``kernels.forward``).
+    """
+    mu, logvar = as_tensor(mu), as_tensor(logvar)
+    check_reparam_inputs("reparameterize", mu.data, logvar.data)
+    seed, offset = _position("reparameterize", mu.size, seed, offset, stream)
+    out = kernels.forward(mu.data, logvar.data, seed, offset, backend=backend,
+                          save_noise=save_noise)
+    z, eps = out if save_noise else (out, None)
+
+    def vjp(g):
+        return kernels.backward(g, logvar.data, seed, offset, backend=backend, noise=eps)
+    return make_node(z, (mu, logvar), vjp, "reparameterize")
+
+
+def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=None,
+                      save_noise=False, backend=None):
+    """(z, kl): the reparameterized sample and KL(N(mu, e^logvar) || N(0, 1)) summed, in one pass.
+
+    The KL enters the loss through z's backward, weighted by ``kl_weight`` (beta / batch size
+    for a VAE's mean loss): z's VJP is that of ``loss(z) + kl_weight * kl``, so
+        gmu = g + kl_weight * mu,   glogvar = g * sigma * eps / 2 + kl_weight * (e^logvar - 1) / 2
+    in one fused pass each way.  ``kl`` is returned as a plain value (a Tensor without grad) to
+    report; do not add it to the loss again.
+    """
+    mu, logvar = as_tensor(mu), as_tensor(logvar)
+    check_reparam_inputs("reparameterize_kl", mu.data, logvar.data)
+    seed, offset = _position("reparameterize_kl", mu.size, seed, offset, stream)
+    out = kernels.forward_kl(mu.data, logvar.data, seed, offset, backend=backend,
+                             save_noise=save_noise)
+    z, kl, eps = out if save_noise else (*out, None)
+
+    def vjp(g):
+        return kernels.backward_kl(g, mu.data, logvar.data, seed, offset, kl_weight,
+                                   backend=backend, noise=eps)
+    return make_node(z, (mu, logvar), vjp, "reparameterize_kl"), Tensor(kl)

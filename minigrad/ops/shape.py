@@ -1,0 +1,122 @@
+"""Ops that move elements without arithmetic: reshape, transpose, getitem, concatenate, stack,
+and the selection ``where``."""
+from minigrad.backend import namespace
+from minigrad.graph import make_node
+from minigrad.tensor import Tensor, as_tensor
+
+
+def reshape(x, shape):
+    """z = x with a new shape (same elements, C order).  VJP: gx = g reshaped to x's shape."""
+    x = as_tensor(x)
+    try:
+        z = x.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape {x.shape} ({x.size} elements) to {shape}") from None
+    return make_node(z, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+
+def transpose(x, axes=None):
+    """z = x with permuted axes (reversed by default).  VJP: gx = g permuted by the inverse."""
+    x = as_tensor(x)
+    xp = namespace(x.data)
+    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dimensions")
+    inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
+    return make_node(xp.transpose(x.data, axes), (x,), lambda g: (xp.transpose(g, inverse),),
+                     "transpose")
+
+
+def _index_data(index):
+    """Replace tensors inside an index by their arrays."""
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index.data if isinstance(index, Tensor) else index
+
+
+def _is_basic(index):
+    """True when the index only slices (ints, slices, None, ...): no element is read twice."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in parts)
+
+
+def getitem(x, index):
+    """z = x[index] with NumPy's basic and advanced indexing.
+
+    VJP: gx = zeros with g scattered into the indexed places.  Integer-array indices may repeat
+    an element; its gradients are then summed (a scatter-add), not overwritten.
+    """
+    x = as_tensor(x)
+    index = _index_data(index)
+    z = x.data[index]
+
+    def vjp(g):
+        xp = namespace(g)
+        gx = xp.zeros_like(x.data)
+        if _is_basic(index):
+            gx[index] = g
+        else:
+            xp.add.at(gx, index, g)
+        return (gx,)
+    return make_node(z, (x,), vjp, "getitem")
+
+
+def concatenate(tensors, axis=0):
+    """z = the tensors joined along ``axis``.  VJP: g split back into pieces of the input sizes."""
+    tensors = tuple(as_tensor(t) for t in tensors)
+    if not tensors:
+        raise ValueError("concatenate: needs at least one tensor")
+    xp = namespace(tensors[0].data)
+    try:
+        z = xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise ValueError(f"concatenate: shapes {[t.shape for t in tensors]} do not fit "
+                         f"along axis {axis}") from None
+    ends = []
+    for t in tensors:
+        ends.append((ends[-1] if ends else 0) + t.shape[axis])
+
+    def vjp(g):
+        return tuple(xp.split(g, ends[:-1], axis=axis))
+    return make_node(z, tensors, vjp, "concatenate")
+
+
+def stack(tensors, axis=0):
+    """z = the tensors (all one shape) stacked along a new ``axis``.
+    VJP: gx_i = g taken at position i of that axis."""
+    tensors = tuple(as_tensor(t) for t in tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have one shape, got {[t.shape for t in tensors]}")
+    xp = namespace(tensors[0].data)
+    z = xp.stack([t.data for t in tensors], axis=axis)
+    new_axis = axis % z.ndim
+
+    def vjp(g):
+        return tuple(xp.take(g, i, axis=new_axis) for i in range(len(tensors)))
+    return make_node(z, tensors, vjp, "stack")
+
+
+def where(condition, x, y):
+    """z = x where condition else y, broadcasting all three.  ``condition`` is not
+    differentiated.  VJP: gx = g where condition else 0, gy = g where not condition else 0."""
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    if not isinstance(x, Tensor):
+        x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
+    y = as_tensor(y, like=x)
+    xp = namespace(x.data)
+    condition = xp.asarray(condition)
+    if condition.dtype != bool:
+        raise TypeError(f"where: condition must be boolean, got {condition.dtype}")
+    try:
+        z = xp.where(condition, x.data, y.data)
+    except ValueError:
+        raise ValueError(f"where: shapes {condition.shape}, {x.shape} and {y.shape} "
+                         "do not broadcast") from None
+
+    def vjp(g):
+        zero = xp.zeros((), dtype=g.dtype)
+        return xp.where(condition, g, zero), xp.where(condition, zero, g)
+    return make_node(z, (x, y), vjp, "where")

@@ -1,0 +1,235 @@
+"""Tensor: an array, its gradient, and the node of the graph that made it."""
+import itertools
+
+import numpy as np
+
+from minigrad import graph
+from minigrad.backend import is_float_dtype, namespace
+
+_hook_ids = itertools.count()
+
+
+class HookHandle:
+    """Returned by ``register_hook``; ``remove()`` takes the hook off again."""
+
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
+class Tensor:
+    """An n-dimensional array that records how it was computed.
+
+    ``data`` is a NumPy (or CuPy) array, kept as given: float32 stays float32.  Python scalars and
+    lists become NumPy arrays with NumPy's default dtype (float64 for floats).  Leaves with
+    ``requires_grad=True`` receive ``.grad`` (same shape and dtype as ``data``) from ``backward``.
+    """
+
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
+
+    def __init__(self, data, requires_grad=False, name=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        if namespace(data) is np:
+            data = np.asarray(data)
+        if requires_grad and not is_float_dtype(data.dtype):
+            raise TypeError(f"Tensor: requires_grad=True needs a floating dtype, got {data.dtype}")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._node = None
+        self._hooks = {}
+        self._retains_grad = False
+
+    @classmethod
+    def _wrap(cls, data):
+        """Fast constructor for op outputs: no checks, no conversion."""
+        out = cls.__new__(cls)
+        out.data, out.grad, out.requires_grad, out.name = data, None, False, None
+        out._node, out._hooks, out._retains_grad = None, {}, False
+        return out
+
+    # --- array facts -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def op(self):
+        """Name of the op that made this tensor, or None for a leaf."""
+        return None if self._node is None else self._node.op
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self):
+        """The data as a NumPy array (copied to the host if it lives on a GPU)."""
+        xp = namespace(self.data)
+        return self.data if xp is np else xp.asnumpy(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def __repr__(self):
+        parts = [f"shape={self.shape}", f"dtype={self.dtype}"]
+        if self.op is not None:
+            parts.append(f"op={self.op}")
+        if self.requires_grad:
+            parts.append("requires_grad=True")
+        if self.name is not None:
+            parts.append(f"name={self.name!r}")
+        if self.size <= 8:
+            values = np.array2string(self.numpy(), separator=", ", precision=4)
+            parts.insert(0, values.replace("\n", ""))
+        return f"Tensor({', '.join(parts)})"
+
+    # --- autograd ----------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Reverse mode from this tensor; see ``minigrad.graph.backward``."""
+        graph.backward(self, grad, retain_graph)
+
+    def detach(self):
+        """The same data, cut from the graph (shares memory)."""
+        return Tensor._wrap(self.data)
+
+    def requires_grad_(self, flag=True):
+        if flag and not is_float_dtype(self.dtype):
+            raise TypeError(f"requires_grad_: needs a floating dtype, got {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor too."""
+        self._retains_grad = True
+        return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's total gradient is known.
+
+        The hook may return a replacement array of the same shape (or None to keep the
+        gradient); the result is what flows on to the parents and into ``.grad``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: this tensor does not require grad")
+        key = next(_hook_ids)
+        self._hooks[key] = hook
+        return HookHandle(self._hooks, key)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # --- operators (the ops live in minigrad.ops) --------------------------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __pow__(self, exponent):
+        return ops.pow(self, exponent)
+
+    def __rpow__(self, base):
+        return ops.pow(base, self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return ops.max(self, axis, keepdims)
+
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def relu(self):
+        return ops.relu(self)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes):
+        return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    @property
+    def T(self):
+        return ops.transpose(self)
+
+
+def as_tensor(value, like=None):
+    """``value`` as a Tensor; a Python scalar takes the float dtype of ``like`` (NumPy's rule
+    for weak scalars), so ``0.5 * x`` stays float32 when x is."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        xp = namespace(like.data)
+        dtype = like.dtype if is_float_dtype(like.dtype) else None
+        return Tensor._wrap(xp.asarray(value, dtype=dtype))
+    if like is not None and namespace(like.data) is not np:
+        return Tensor._wrap(namespace(like.data).asarray(value))
+    return Tensor(value)
+
+
+from minigrad import ops  # noqa: E402  (ops import Tensor; the operators need ops)

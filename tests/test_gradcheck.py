@@ -1,0 +1,244 @@
+"""minigrad.gradcheck: passes correct gradients, catches wrong VJPs (elementwise, fast and over all
+outputs) with a message that names the element, and refuses bad input with a clear error."""
+import warnings
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.graph import make_node
+from minigrad.gradcheck import TOLERANCES, GradcheckError, GradcheckWarning, gradcheck
+from minigrad.random import Stream
+
+ATOL, RTOL = TOLERANCES[np.dtype(np.float64)].atol, TOLERANCES[np.dtype(np.float64)].rtol
+
+
+def leaf(data, name=None, dtype=np.float64):
+    return mg.Tensor(np.asarray(data, dtype=dtype), requires_grad=True, name=name)
+
+
+def bad_sin(x):
+    """sin with a wrong VJP: g * sin(x) where g * cos(x) is right."""
+    return make_node(np.sin(x.data), (x,), lambda g: (g * np.sin(x.data),), "bad_sin")
+
+
+def flipped_double(x):
+    """z = 2 x for a vector, with a VJP that reverses g: right only where x is a palindrome."""
+    return make_node(2 * x.data, (x,), lambda g: (2 * g[::-1],), "flipped_double")
+
+
+def worst_of_bad_sin(x):
+    """Where gradcheck must point for sum(bad_sin(x)): the element furthest past its tolerance."""
+    analytic, numeric = np.sin(x), np.cos(x)
+    excess = np.abs(analytic - numeric) / (ATOL + RTOL * np.abs(numeric))
+    return tuple(int(k) for k in np.unravel_index(np.argmax(excess), x.shape))
+
+
+X = np.random.default_rng(7).uniform(-2, 2, (2, 3))
+
+
+# --- correct gradients pass ----------------------------------------------------------------------
+def test_passes_on_correct_ops_with_broadcasting():
+    x, y = leaf(X, "x"), leaf(X[:1] + 3, "y")
+    report = gradcheck(lambda x, y: mg.tanh(x) * y + mg.exp(y / 4), [x, y])
+    assert report.ok and bool(report)
+    assert [(r.index, r.name, r.shape) for r in report.inputs] == \
+        [(0, "x", (2, 3)), (1, "y", (1, 3))]
+    for r in report.inputs:
+        assert r.ok and r.method == "elementwise"
+        assert r.max_abs_err < 1e-8 and r.abs_err <= r.max_abs_err
+        assert len(r.worst_index) == len(r.shape)
+        assert r.analytic == pytest.approx(r.numeric, rel=1e-6)
+
+
+def test_inputs_are_left_untouched():
+    x = leaf(X, "x")
+    before = x.data.copy()
+    gradcheck(lambda x: (x * x).sum(), [x])
+    assert x.grad is None and np.array_equal(x.data, before)
+
+
+def test_arrays_are_differentiated_and_named_by_position():
+    report = gradcheck(lambda a, b: a * b, [X, X.T.copy().reshape(2, 3)])
+    assert report.ok and [r.name for r in report.inputs] == ["arg0", "arg1"]
+
+
+def test_constant_tensors_pass_through_undifferentiated():
+    index = mg.Tensor(np.array([0, 1, 1]))  # int: a constant, never differentiated
+    weight = mg.Tensor(X)                   # float without requires_grad: also a constant
+    report = gradcheck(lambda x, i, w: mg.getitem(x * w, i), [leaf(X, "x"), index, weight])
+    assert report.ok and [r.index for r in report.inputs] == [0]
+
+
+def test_an_input_the_output_ignores_has_zero_gradient():
+    report = gradcheck(lambda x, y: mg.tanh(x), [leaf(X, "x"), leaf(X, "y")])
+    assert report.ok and report.inputs[1].max_abs_err == 0.0
+
+
+def test_fixed_seed_and_offset_make_the_stochastic_node_checkable():
+    mu, logvar = leaf(X, "mu"), leaf(X / 2, "logvar")
+    report = gradcheck(lambda mu, logvar: mg.reparameterize(mu, logvar, seed=5, offset=3),
+                       [mu, logvar])
+    assert report.ok
+
+
+def test_fresh_noise_on_every_call_fails():
+    stream = Stream(5)  # each call draws new normals, so the differences see noise, not slope
+    report = gradcheck(lambda mu, logvar: mg.reparameterize(mu, logvar, stream=stream),
+                       [leaf(X, "mu"), leaf(X / 2, "logvar")])
+    assert not report.inputs[1].ok
+
+
+def test_the_seed_fixes_the_cotangent():
+    def check(seed):
+        return gradcheck(lambda x: mg.sigmoid(x), [leaf(X, "x")], seed=seed).inputs[0]
+    assert check(3) == check(3)
+    assert check(3).analytic != check(4).analytic
+
+
+def test_explicit_settings_replace_the_defaults():
+    report = gradcheck(lambda x: mg.exp(x), [leaf(X)], eps=1e-4, atol=1e-7, rtol=1e-6)
+    assert (report.eps, report.atol, report.rtol) == (1e-4, 1e-7, 1e-6)
+
+
+# --- wrong gradients fail, naming the element -----------------------------------------------------
+def test_wrong_vjp_fails_and_the_message_names_everything():
+    w, x = leaf(X, "w"), leaf(X, "x")
+    report = gradcheck(lambda w, x: (w + bad_sin(x)).sum(), [w, x])
+    assert not report.ok and not report
+    assert report.inputs[0].ok and not report.inputs[1].ok
+    r = report.inputs[1]
+    index = worst_of_bad_sin(X)
+    assert r.worst_index == index and r.output == "y"
+    assert r.analytic == pytest.approx(np.sin(X[index]), rel=1e-12)
+    assert r.numeric == pytest.approx(np.cos(X[index]), rel=1e-6)
+    assert r.tolerance == pytest.approx(ATOL + RTOL * abs(r.numeric))
+    message = report.failure_message()
+    for part in ["input 1", "'x'", f"element {index}", f"analytic:  {r.analytic:.6e}",
+                 f"numeric:   {r.numeric:.6e}", f"abs err {r.abs_err:.3e}",
+                 f"rel err {r.rel_err:.3e}", f"tolerance {r.tolerance:.3e}", "output:    y"]:
+        assert part in message
+    assert "input 0" not in message
+
+
+def test_raise_on_failure_raises_gradcheck_error():
+    with pytest.raises(GradcheckError) as caught:
+        gradcheck(lambda x: bad_sin(x), [leaf(X, "x")], raise_on_failure=True)
+    assert isinstance(caught.value, AssertionError)
+    assert str(caught.value) == caught.value.report.failure_message()
+    assert "input 0 ('x'" in str(caught.value) and "v·y" in str(caught.value)
+
+
+def test_raise_on_failure_returns_the_report_when_all_pass():
+    assert gradcheck(lambda x: mg.sigmoid(x), [leaf(X)], raise_on_failure=True).ok
+
+
+def test_fast_mode_catches_the_wrong_vjp_and_names_an_element():
+    x = np.random.default_rng(8).uniform(-2, 2, (20, 30))
+    report = gradcheck(lambda x: bad_sin(x).sum(), [leaf(x, "x")], fast=True, num_directions=2)
+    r = report.inputs[0]
+    assert not r.ok and r.method == "elementwise after 2 directions"
+    assert r.worst_index == worst_of_bad_sin(x)
+    assert f"element {r.worst_index}" in report.failure_message()
+
+
+def test_fast_mode_calls_fn_twice_per_direction():
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        return mg.tanh(x) * 3
+    report = gradcheck(fn, [leaf(np.linspace(-2, 2, 2000).reshape(40, 50))], fast=True,
+                       num_directions=3)
+    assert report.ok and len(calls) == 1 + 2 * 3
+    r = report.inputs[0]
+    assert r.method == "3 directions" and r.worst_index is None and r.direction in (1, 2, 3)
+
+
+def test_all_outputs_names_the_output_element():
+    x = leaf([0.5, -1.0, 2.0, 1.5], "x")
+    report = gradcheck(flipped_double, [x], all_outputs=True)
+    r = report.inputs[0]
+    # row y[0] of the engine's Jacobian is 2 at element 3, where the true one is 0: excess 2 / atol
+    assert not r.ok and (r.output, r.worst_index, r.analytic) == ("y[0]", (3,), 2.0)
+    assert abs(r.numeric) < 1e-9
+    assert "output:    y[0]" in report.failure_message()
+    assert not gradcheck(flipped_double, [x]).ok  # the random projection sees it too
+
+
+def test_nan_in_the_differences_never_passes():
+    # sqrt(x - eps) is NaN for x < eps: the check must fail, not compare NaN as equal
+    report = gradcheck(lambda x: mg.sqrt(x), [leaf([4.0, 1e-7])])
+    assert not report.ok and report.inputs[0].worst_index == (1,)
+
+
+# --- bad input, clear errors ----------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_names_argument_and_index(bad):
+    x = X.copy()
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match=r"argument 1 \('x'\).* at index \(1, 2\)"):
+        gradcheck(lambda w, x: w * x, [leaf(X, "w"), leaf(x, "x")])
+
+
+def test_integer_input_to_differentiate_is_a_type_error():
+    with pytest.raises(TypeError, match="argument 1 is int64"):
+        gradcheck(lambda w, i: w * i, [leaf(X), np.arange(3)])
+
+
+def test_fn_returning_an_array_is_a_type_error():
+    with pytest.raises(TypeError, match=r"returned numpy\.ndarray of shape \(2, 3\)"):
+        gradcheck(lambda x: np.sin(x.data), [leaf(X)])
+
+
+def test_fn_returning_an_integer_tensor_is_a_type_error():
+    with pytest.raises(TypeError, match="dtype int64"):
+        gradcheck(lambda x: mg.Tensor(np.arange(3)), [leaf(X)])
+
+
+def test_nothing_to_differentiate_is_an_error():
+    with pytest.raises(ValueError, match="no input to differentiate"):
+        gradcheck(lambda x: x * 2, [mg.Tensor(X)])
+
+
+@pytest.mark.parametrize("count", [0, -1, 2.0, True])
+def test_num_directions_must_be_a_positive_int(count):
+    with pytest.raises(ValueError, match="num_directions"):
+        gradcheck(lambda x: x * 2, [leaf(X)], fast=True, num_directions=count)
+
+
+# --- dtypes ---------------------------------------------------------------------------------------
+def test_float32_warns_and_uses_looser_defaults():
+    x = leaf(X, "x", dtype=np.float32)
+    with pytest.warns(GradcheckWarning, match=r"argument 0 \('x'\) is float32"):
+        report = gradcheck(lambda x: mg.tanh(x) * mg.exp(x), [x])
+    default = TOLERANCES[np.dtype(np.float32)]
+    assert (report.eps, report.atol, report.rtol) == (default.eps, default.atol, default.rtol)
+    assert report.ok and report.inputs[0].dtype == np.float32 and report.output_dtype == np.float32
+
+
+def test_mixed_dtypes_take_the_least_precise_defaults():
+    with pytest.warns(GradcheckWarning):
+        report = gradcheck(lambda x, y: x * y, [leaf(X), leaf(X, dtype=np.float32)])
+    assert report.atol == TOLERANCES[np.dtype(np.float32)].atol
+
+
+def test_float64_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradcheck(lambda x: mg.tanh(x), [leaf(X)])
+
+
+# --- the report -----------------------------------------------------------------------------------
+def test_report_prints_a_table_with_a_row_per_input():
+    report = gradcheck(lambda w, x: (w + bad_sin(x)).sum(), [leaf(X, "w"), leaf(X, "x")])
+    lines = str(report).splitlines()
+    assert lines[0].startswith("gradcheck FAILED for 1 input(s)")
+    header = lines[3].split()
+    assert header[:4] == ["arg", "name", "shape", "dtype"] and header[-1] == "ok"
+    rows = [line.split() for line in lines[4:]]
+    assert [row[:4] for row in rows] == [["0", "w", "(2,3)", "float64"],
+                                         ["1", "x", "(2,3)", "float64"]]
+    assert [row[-1] for row in rows] == ["ok", "FAIL"]
+    assert f"{report.inputs[1].analytic:.6e}" in lines[5]
+    assert all(len(line) <= 110 for line in lines)
