@@ -153,7 +153,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError, train.TrainingError, ValueError) as err:
+    except (DataError, CheckpointError, train.TrainingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -73,17 +73,25 @@ def parse_idx(content, path="<bytes>"):
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_idx(path, expected_md5=None):
-    """Read one IDX file (gzipped or not); verify the decompressed MD5 when one is given."""
+def read_idx(path, expected_md5=None, expected_file_md5=None):
+    """Read one IDX file (gzipped or not); verify the MD5 of its decompressed contents and of
+    the file as stored, where given."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file (expected an IDX file, gzipped or not)")
+    if expected_file_md5 is not None:
+        with open(path, "rb") as f:
+            _check_md5(path, "the file", f.read(), expected_file_md5)
     content = _read_bytes(path)
     if expected_md5 is not None:
-        actual = hashlib.md5(content).hexdigest()
-        if actual != expected_md5:
-            raise DataError(f"{path}: checksum mismatch: MD5 of the decompressed contents is "
-                            f"{actual}, MD5SUMS says {expected_md5}")
+        _check_md5(path, "the decompressed contents", content, expected_md5)
     return parse_idx(content, path)
+
+
+def _check_md5(path, what, content, expected):
+    actual = hashlib.md5(content).hexdigest()
+    if actual != expected:
+        raise DataError(f"{path}: checksum mismatch: MD5 of {what} is {actual}, "
+                        f"MD5SUMS says {expected}")
 
 
 def read_md5sums(folder):
@@ -110,9 +118,14 @@ def _find(folder, stem):
                     f"four IDX files {', '.join(FILES.values())} (gzipped or not)")
 
 
+def _read_listed(folder, sums, stem):
+    """Read ``stem`` (or ``stem.gz``), checked against every MD5SUMS line that names it."""
+    path = _find(folder, stem)
+    return read_idx(path, sums.get(stem), sums.get(os.path.basename(path)))
+
+
 def _load_split(folder, sums, images_stem, labels_stem):
-    images = read_idx(_find(folder, images_stem), sums.get(images_stem))
-    labels = read_idx(_find(folder, labels_stem), sums.get(labels_stem))
+    images, labels = (_read_listed(folder, sums, stem) for stem in (images_stem, labels_stem))
     if images.ndim != 3:
         raise DataError(f"{images_stem}: expected 3 dimensions (count, rows, cols), "
                         f"got shape {images.shape}")
@@ -139,7 +152,8 @@ def load(folder=DEFAULT_DIR):
                         f"{test_x.shape[1:]}; they must match")
 
     def pixels(images):
-        return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32)
+        # uint8 / float32 is already float32: no second copy of the training set
+        return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32, copy=False)
     return Dataset(pixels(train_x), train_y.astype(np.int64), pixels(test_x),
                    test_y.astype(np.int64), tuple(train_x.shape[1:]), os.path.abspath(folder))
 

@@ -220,7 +220,6 @@ def run(config, resume=False, dataset=None, log=print):
                   disable=not show_bar, leave=False) as bar:
             train_loss = trainer.train_epoch(bar)
         seconds = time.perf_counter() - started
-        trainer.save(checkpoint_path)
         test = trainer.evaluate()
         record = {"epoch": trainer.epoch, "train_loss": train_loss, "test_neg_elbo": test["neg_elbo"],
                   "test_reconstruction": test["reconstruction"], "test_kl": test["kl"],
@@ -228,6 +227,9 @@ def run(config, resume=False, dataset=None, log=print):
                   "convention": convention(config.binarize)}
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        # NOTE: the checkpoint comes last: a crash before it leaves metrics ahead of the
+        # checkpoint, which resume trims; the other order would lose this epoch's metrics
+        trainer.save(checkpoint_path)
         if not config.quiet:
             log(f"epoch {trainer.epoch}/{config.epochs}  train -ELBO {train_loss:.2f}  "
                 f"test -ELBO {test['neg_elbo']:.2f} (rec {test['reconstruction']:.2f}, "

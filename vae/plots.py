@@ -1,0 +1,237 @@
+"""Figures of a VAE run, each one PNG: loss curves, reconstructions, prior samples, the latent
+space coloured by digit, the decoded 2-D manifold, and an interpolation between two digits.
+
+Every function takes arrays (or the model) and a path, draws with the Agg backend (no display
+needed), saves the PNG, closes the figure and returns the path.  Images are decoded as
+sigmoid(decode(z)), the Bernoulli means; z of a test image is its posterior mean, not a draw.
+"""
+import math
+import os
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+import minigrad as mg  # noqa: E402
+from vae import train  # noqa: E402
+
+ENCODE_BATCH = 1000  # examples per encoder pass: bounds memory on the full test set
+GAP_SHADE = 0.2      # pixel value of the gaps between tiles: light grey, drawn as ink on paper
+
+
+def _side(model, caller):
+    """Rows (= cols) of the model's square images."""
+    side = math.isqrt(model.input_dim)
+    if side * side != model.input_dim:
+        raise ValueError(f"{caller}: input_dim {model.input_dim} is not a square number of "
+                         "pixels; the figures draw square images")
+    return side
+
+
+def _dtype(model):
+    """The parameters' dtype: latents are cast to it so the decoder computes in it."""
+    return model.decoder_hidden.weight.dtype
+
+
+def posterior_means(model, images):
+    """E_q[z | x] for each row of ``images`` (N, input_dim) -> (N, latent_dim) NumPy array."""
+    means = []
+    with mg.no_grad():
+        for start in range(0, len(images), ENCODE_BATCH):
+            means.append(model.encode(images[start:start + ENCODE_BATCH])[0].numpy())
+    return np.concatenate(means) if means else np.zeros((0, model.latent_dim))
+
+
+def decode_means(model, z):
+    """sigmoid(decode(z)): Bernoulli means in [0, 1] for latents ``z`` (N, latent_dim)."""
+    with mg.no_grad():
+        logits = model.decode(mg.Tensor(np.asarray(z, dtype=_dtype(model))))
+        return mg.sigmoid(logits).numpy()                                   # (N, input_dim)
+
+
+def _tile(images, side, cols, pad=2):
+    """One image of ``images`` (N, side * side) in rows of ``cols``, light grey gaps between."""
+    rows = math.ceil(len(images) / cols)
+    step = side + pad
+    canvas = np.full((rows * step + pad, cols * step + pad), GAP_SHADE)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[pad + r * step: pad + r * step + side,
+               pad + c * step: pad + c * step + side] = image.reshape(side, side)
+    return canvas
+
+
+def _save(fig, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _show_grid(canvas, title, path, inches_per_pixel=0.05):
+    height, width = canvas.shape
+    fig, ax = plt.subplots(figsize=(max(3.0, width * inches_per_pixel),
+                                    max(2.0, height * inches_per_pixel + 0.5)))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def loss_curves(metrics, path):
+    """Training loss and test -ELBO per epoch, from the records of ``train.read_metrics``."""
+    if not metrics:
+        raise ValueError("loss_curves: metrics is empty; the run has no finished epoch")
+    epochs = [record["epoch"] for record in metrics]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [record["train_loss"] for record in metrics], "o-", label="train loss")
+    ax.plot(epochs, [record["test_neg_elbo"] for record in metrics], "s-", label="test -ELBO")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per example")
+    ax.set_title(f"Loss per epoch\n({metrics[0]['convention']})", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def reconstructions(model, images, path, count=8, seed=0):
+    """Top row: ``count`` test images picked at random by ``seed``; bottom row: their
+    reconstructions, decoded from the posterior means."""
+    side = _side(model, "reconstructions")
+    count = min(count, len(images))
+    if count < 1:
+        raise ValueError("reconstructions: needs at least one image")
+    rows = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
+    originals = images[rows]                                                # (count, D)
+    decoded = decode_means(model, posterior_means(model, originals))       # (count, D)
+    canvas = _tile(np.concatenate([originals, decoded]), side, cols=count)
+    return _show_grid(canvas, "Test images (top) and reconstructions from the posterior mean "
+                              "(bottom)", path, inches_per_pixel=0.04)
+
+
+def prior_samples(model, path, count=64, seed=0):
+    """A grid of sigmoid(decode(z)) for ``count`` draws z ~ N(0, I) from default_rng(seed)."""
+    side = _side(model, "prior_samples")
+    if count < 1:
+        raise ValueError(f"prior_samples: count must be at least 1, got {count}")
+    z = np.random.default_rng(seed).standard_normal((count, model.latent_dim))  # (count, L)
+    canvas = _tile(decode_means(model, z), side, cols=math.ceil(math.sqrt(count)))
+    return _show_grid(canvas, f"{count} samples from the prior N(0, I) (seed {seed})", path)
+
+
+def pca_2d(points):
+    """Project rows of ``points`` (N, D) onto their top two principal components (NumPy SVD).
+
+    Returns the (N, 2) coordinates, centred, and the fraction of the variance they keep.
+    """
+    centred = points - points.mean(axis=0)                                 # (N, D)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    total = (singular ** 2).sum()
+    explained = (singular[:2] ** 2).sum() / total if total > 0 else 1.0
+    return centred @ vt[:2].T, float(explained)                            # (N, 2)
+
+
+def latent_scatter(model, images, labels, path):
+    """Posterior means coloured by digit; above 2 latent dimensions, their PCA projection."""
+    if len(images) != len(labels):
+        raise ValueError(f"latent_scatter: {len(images)} images but {len(labels)} labels")
+    means = posterior_means(model, images).astype(np.float64)              # (N, L)
+    latent = model.latent_dim
+    if latent > 2:
+        points, explained = pca_2d(means)
+        title = (f"Posterior means of {latent} latent dims, PCA to 2-D "
+                 f"({explained:.0%} of the variance)")
+        axis_labels = ("principal component 1", "principal component 2")
+    elif latent == 2:
+        points = means
+        title = "Posterior means (the 2 latent dims directly)"
+        axis_labels = ("z[0]", "z[1]")
+    else:
+        # NOTE: one dimension: spread the points vertically by digit so the classes stay visible
+        points = np.stack([means[:, 0], np.asarray(labels, dtype=np.float64)], axis=1)
+        title = "Posterior means (1 latent dim) by digit"
+        axis_labels = ("z[0]", "digit")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    dots = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5,
+                      s=4, alpha=0.7, linewidths=0)
+    fig.colorbar(dots, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def manifold_latents(grid):
+    """The (grid * grid, 2) latents of the manifold, row-major from the top-left: z[0] grows
+    along a row, z[1] falls down the rows; both at normal quantiles of 0.05 .. 0.95."""
+    normal = statistics.NormalDist()
+    values = np.array([normal.inv_cdf(p) for p in np.linspace(0.05, 0.95, grid)])
+    z0, z1 = np.meshgrid(values, values[::-1])                             # (grid, grid) each
+    return np.stack([z0.ravel(), z1.ravel()], axis=1)
+
+
+def manifold(model, path, grid=20):
+    """Decoded images over a grid x grid of latent values at the normal quantiles of evenly
+    spaced probabilities in [0.05, 0.95] (Kingma & Welling 2014, figure 4); latent_dim 2 only."""
+    if model.latent_dim != 2:
+        raise ValueError(f"manifold: needs a model with latent_dim == 2, this one has "
+                         f"latent_dim={model.latent_dim}; use latent_scatter instead")
+    if grid < 2:
+        raise ValueError(f"manifold: grid must be at least 2, got {grid}")
+    side = _side(model, "manifold")
+    z = manifold_latents(grid)                                             # (grid^2, 2)
+    low, high = z[0, 0], z[-1, 0]
+    canvas = _tile(decode_means(model, z), side, cols=grid, pad=0)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ticks = [side / 2 - 0.5, side * (grid - 1) + side / 2 - 0.5]           # first, last tile
+    ax.set_xticks(ticks, [f"{low:.2f}", f"{high:.2f}"])
+    ax.set_yticks(ticks, [f"{high:.2f}", f"{low:.2f}"])
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(f"Decoded manifold: z at normal quantiles of 0.05 .. 0.95 ({grid} x {grid})",
+                 fontsize=9)
+    return _save(fig, path)
+
+
+def interpolation(model, image_a, image_b, path, steps=10):
+    """``steps`` decodings along the line between the posterior means of two images, with the
+    two images themselves at the ends."""
+    side = _side(model, "interpolation")
+    if steps < 2:
+        raise ValueError(f"interpolation: steps must be at least 2, got {steps}")
+    pair = np.stack([np.ravel(image_a), np.ravel(image_b)]).astype(_dtype(model))  # (2, D)
+    mu_a, mu_b = posterior_means(model, pair).astype(np.float64)
+    t = np.linspace(0.0, 1.0, steps)[:, None]                              # (steps, 1)
+    decoded = decode_means(model, (1 - t) * mu_a + t * mu_b)               # (steps, D)
+    canvas = _tile(np.concatenate([pair[:1], decoded, pair[1:]]), side, cols=steps + 2)
+    return _show_grid(canvas, f"Image a, {steps} decodings from mu(a) to mu(b), image b", path,
+                      inches_per_pixel=0.04)
+
+
+def _distinct_pair(labels):
+    """Indices of the first test image and the first one with another label (or the second)."""
+    others = np.flatnonzero(np.asarray(labels) != labels[0])
+    return 0, int(others[0]) if len(others) else min(1, len(labels) - 1)
+
+
+def plot_run(folder, trainer):
+    """Every figure of the run in ``folder`` (manifold only when latent_dim == 2); the paths."""
+    model, images, labels = trainer.model, trainer.test_images, trainer.test_labels
+    a, b = _distinct_pair(labels)
+    paths = [
+        loss_curves(train.read_metrics(folder), os.path.join(folder, "loss_curves.png")),
+        reconstructions(model, images, os.path.join(folder, "reconstructions.png")),
+        prior_samples(model, os.path.join(folder, "samples.png")),
+        latent_scatter(model, images, labels, os.path.join(folder, "latent.png")),
+        interpolation(model, images[a], images[b], os.path.join(folder, "interpolation.png")),
+    ]
+    if model.latent_dim == 2:
+        paths.append(manifold(model, os.path.join(folder, "manifold.png")))
+    return paths
