@@ -13,8 +13,11 @@ setup(
     package_data={"kernels": ["*.cu", "*.cuh"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6"],
-        # CuPy for CUDA 13; for another CUDA install the matching wheel (cupy-cuda12x, ...)
-        "cuda": ["cupy-cuda13x"],
+        # numba-cuda: the maintained numba.cuda, whose simulator runs the numba_cuda backend's
+        # tests without a GPU (numba's built-in CUDA target is deprecated)
+        "dev": ["pytest>=7", "hypothesis>=6", "numba-cuda>=0.30"],
+        # CuPy and numba-cuda's toolkit wheels for CUDA 13; for another CUDA install the matching
+        # ones (cupy-cuda12x, numba-cuda[cu12], ...)
+        "cuda": ["cupy-cuda13x", "numba-cuda[cu13]>=0.30"],
     },
 )

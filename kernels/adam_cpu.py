@@ -13,7 +13,9 @@ import numpy as np
 # NOTE: serial on purpose.  A parallel loop's worker threads keep spinning after it returns and
 # fight OpenBLAS's spinning threads over the cores during the next step's matrix products:
 # measured on 2 cores, a whole VAE step went from about 6 ms to 20 ms with parallel=True.
-@numba.njit(cache=True)
+# error_model="numpy": Python's ZeroDivisionError check on m / denom keeps the loop scalar;
+# without it the loop vectorises (1.0 ms -> 0.12 ms for a 784 x 400 weight).
+@numba.njit(cache=True, error_model="numpy")
 def adam_update(param, grad, exp_avg, exp_avg_sq, one_minus_beta1, beta2, one_minus_beta2,
                 step_size, bias_correction2_sqrt, eps, weight_decay, flush_below):
     """One Adam step over flat arrays, in place; moments below ``flush_below`` become 0
