@@ -8,12 +8,20 @@ each in the broadcast shape of the op; ``unbroadcast`` alone sums it back to the
 any length never touches Python's recursion limit.
 """
 import contextlib
+import time
 
 import numpy as np
 
 from minigrad.backend import namespace
 
 _grad_enabled = True
+
+# Observers for the study instruments (minigrad.trace, minigrad.detect_anomaly); empty in normal
+# use, where each costs one truth test per op.
+#   forward_observers: fn(out, op, parents) after an op has made its output tensor
+#   vjp_observers:     fn(tensor, g, parent_grads, seconds) after the VJP of tensor's node ran
+forward_observers = []
+vjp_observers = []
 
 
 def is_grad_enabled():
@@ -69,6 +77,8 @@ def make_node(value, parents, vjp, op):
     if _grad_enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
         out._node = Node(op, parents, vjp)
+    for observe in forward_observers:
+        observe(out, op, parents)
     return out
 
 
@@ -144,7 +154,13 @@ def backward(root, grad=None, retain_graph=False):
             raise RuntimeError(f"backward: the graph through '{node.op}' was already freed by an "
                                "earlier backward(); pass retain_graph=True to that call to "
                                "backward through it again")
-        parent_grads = node.vjp(g)
+        if vjp_observers:
+            started = time.perf_counter()
+            parent_grads = node.vjp(g)
+            for observe in vjp_observers:
+                observe(tensor, g, parent_grads, time.perf_counter() - started)
+        else:
+            parent_grads = node.vjp(g)
         for parent, pg in zip(node.parents, parent_grads):
             if pg is None or not parent.requires_grad:
                 continue

@@ -211,12 +211,14 @@ class Adam(Optimizer):
 
     All arithmetic is in the parameter's dtype: float32 parameters keep float32 m and v.
 
-    NOTE: where gradients vanish, m and v decay geometrically into the subnormal range, and
-    float32 arithmetic on subnormals is many times slower on x86 CPUs (measured: a NumPy Adam
-    step went from about 1 ms to 4 ms).  Every ``flush_denormals_every`` steps (0 disables),
-    entries of m and v below the dtype's smallest normal (``finfo.tiny``) are set to zero; their
-    effect on the update is far below eps.  For float16 parameters that threshold (6e-5) is
-    coarse: pass 0 there.
+    NOTE: where gradients vanish, m decays geometrically into the subnormal range, and tiny
+    gradients (|g| < 1e-19 in float32) put g^2, so v, there at every step; float32 arithmetic on
+    subnormals is many times slower on x86 CPUs (measured: a NumPy Adam step went from about
+    1 ms to 4 ms).  Every ``flush_denormals_every`` steps (0 disables), entries of m and v below
+    the dtype's smallest normal (``finfo.tiny``) are set to zero; their effect on the update is
+    far below eps.  The default, every step, costs nothing in the fused loop (a select per
+    element); the array expression pays three passes for it, so pass a larger number with
+    ``fused=False``.  For float16 parameters the threshold (6e-5) is coarse: pass 0 there.
 
     ``fused`` (default) runs the update of NumPy parameters as one Numba loop
     (``kernels.adam_cpu``), bit-identical to the array expression used otherwise.
@@ -227,7 +229,7 @@ class Adam(Optimizer):
     state_arrays = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 flush_denormals_every=100, fused=True):
+                 flush_denormals_every=1, fused=True):
         super().__init__(params)
         self.fused = bool(fused)
         if len(betas) != 2:
