@@ -100,3 +100,48 @@ def check_seed_offset(name, seed, offset):
     """Raise unless seed is an int in [0, 2**64) and offset an int >= 0."""
     check_int(name, "seed", seed, bits=64)
     check_int(name, "offset", offset)
+
+
+def stream_position(name, size, seed, offset):
+    """(first_block, start_lane, key0, key1), Python ints, of a draw of ``size`` normals at
+    ``offset``: normal offset + i is lane (offset + i) % 4 of Philox block (offset + i) // 4,
+    keyed by (seed mod 2**32, seed >> 32).  Every backend computes its launch from this.
+
+    Checks seed < 2**64, offset >= 0 and offset + size <= 2**66 (the last block index must fit
+    the 64-bit counter).  A draw of size 0 touches no block: (0, 0, key0, key1).
+    """
+    seed = check_int(name, "seed", seed, bits=64)
+    offset = check_int(name, "offset", offset)
+    if offset + size > 2**66:
+        raise ValueError(f"{name}: offset {offset} + size {size} is past 2**66; "
+                         "the last block index must fit in 64 bits")
+    key0, key1 = seed & 0xFFFFFFFF, seed >> 32
+    if size == 0:  # offset // 4 may not even fit in 64 bits
+        return 0, 0, key0, key1
+    return offset // 4, offset % 4, key0, key1
+
+
+def check_words(name, what, words):
+    """words as a uint32 array (NumPy, or CuPy as given), else a TypeError naming the dtype."""
+    if not (hasattr(words, "shape") and hasattr(words, "dtype")):
+        words = np.asarray(words)
+    if words.dtype != np.uint32:
+        raise TypeError(f"{name}: {what} has dtype {words.dtype}; expected uint32")
+    return words
+
+
+def check_blocks(name, what, words):
+    """words as an (n, 4) uint32 ndarray: one Philox block per row."""
+    words = check_words(name, what, words)
+    if words.ndim != 2 or words.shape[1] != 4:
+        raise ValueError(f"{name}: {what} has shape {words.shape}; expected (n, 4)")
+    return words
+
+
+def check_philox_inputs(name, counters, key):
+    """(counters, key) of a philox4x32 call: (n, 4) and (2,) uint32 arrays, else an error."""
+    counters = check_blocks(name, "counters", counters)
+    key = check_words(name, "key", key)
+    if key.shape != (2,):
+        raise ValueError(f"{name}: key has shape {key.shape}; expected (2,)")
+    return counters, key

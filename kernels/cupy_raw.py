@@ -41,7 +41,6 @@ OPTIONS = ("-std=c++17",)
 # fit an SM with the 48 registers the kernels' __launch_bounds__(256, 5) allow (62.5% occupancy or
 # more on sm_80 / sm_90); it is also MG_THREADS in reparam.cu, the KL reduction's shared array size.
 THREADS = 256
-_MASK32 = 0xFFFFFFFF
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
@@ -111,14 +110,9 @@ def _on_gpu(name, **arrays):
 
 
 def _stream(name, size, seed, offset):
-    """(n, first_block, start_lane, key0, key1) as the kernels take them, after the checks."""
-    contract.check_seed_offset(name, seed, offset)
-    seed, offset = int(seed), int(offset)
-    if offset + size > 2**66:
-        raise ValueError(f"{name}: offset {offset} + size {size} is past 2**66; "
-                         "the last block index must fit in 64 bits")
-    return (np.int64(size), np.uint64(offset // 4), np.uint32(offset % 4),
-            np.uint32(seed & _MASK32), np.uint32(seed >> 32))
+    """(n, first_block, start_lane, key0, key1) typed as the kernels take them, after the checks."""
+    first, lane, key0, key1 = contract.stream_position(name, size, seed, offset)
+    return np.int64(size), np.uint64(first), np.uint32(lane), np.uint32(key0), np.uint32(key1)
 
 
 def _steps(size, offset):
@@ -201,13 +195,8 @@ def philox4x32(counters, key):
     """Philox4x32-10 of each counter row under one key: (n, 4) uint32 cupy array, (2,) uint32
     key (NumPy or CuPy; it is read on the host) -> (n, 4) uint32 cupy array."""
     (counters,) = _on_gpu("cupy_raw.philox4x32", counters=counters)
-    key = cupy.asnumpy(key)
-    if counters.dtype != np.uint32 or key.dtype != np.uint32:
-        raise TypeError(f"cupy_raw.philox4x32: counters are {counters.dtype}, key {key.dtype}; "
-                        "expected uint32")
-    if counters.ndim != 2 or counters.shape[1] != 4 or key.shape != (2,):
-        raise ValueError(f"cupy_raw.philox4x32: counters have shape {counters.shape}, key "
-                         f"{key.shape}; expected (n, 4) and (2,)")
+    counters, key = contract.check_philox_inputs("cupy_raw.philox4x32", counters,
+                                                 cupy.asnumpy(key))
     out = cupy.empty_like(counters)
     rows = counters.shape[0]
     _launch("philox4x32_rows", rows, (counters, out, np.int64(rows), key[0], key[1]))

@@ -24,7 +24,6 @@ import numba
 import numpy as np
 
 from kernels import contract
-from kernels.philox import _as_blocks, _as_words  # the reference's argument checks
 from kernels.numba_shared import (backward_block, block_lanes, draw_position, forward_block,
                                   philox4x32_10)
 
@@ -214,10 +213,7 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
 
 def philox4x32(counters, key):
     """kernels.philox.philox4x32 computed by numba_shared's rounds: (n, 4), (2,) uint32."""
-    counters = _as_blocks(f"{NAME}.philox4x32", "counters", counters)
-    key = _as_words(f"{NAME}.philox4x32", "key", key)
-    if key.shape != (2,):
-        raise ValueError(f"{NAME}.philox4x32: key has shape {key.shape}; expected (2,)")
+    counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters, key)
     out = np.empty(counters.shape, np.uint32)
     if len(counters):
         _philox_loop(np.ascontiguousarray(counters), np.uint64(key[0]), np.uint64(key[1]), out)

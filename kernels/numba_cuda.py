@@ -26,7 +26,6 @@ from numba.core import config
 
 from kernels import contract, numba_shared
 from kernels.numba_shared import block_lanes, draw_position, philox4x32_10
-from kernels.philox import _as_blocks, _as_words  # the reference's argument checks
 
 NAME = "numba_cuda"
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -265,10 +264,7 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
 
 def philox4x32(counters, key):
     """kernels.philox.philox4x32 computed on the device by numba_shared's rounds (NumPy in/out)."""
-    counters = _as_blocks(f"{NAME}.philox4x32", "counters", counters)
-    key = _as_words(f"{NAME}.philox4x32", "key", key)
-    if key.shape != (2,):
-        raise ValueError(f"{NAME}.philox4x32: key has shape {key.shape}; expected (2,)")
+    counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters, key)
     out = cuda.device_array(counters.shape, np.uint32)
     if len(counters):
         blocks, threads = launch_config(len(counters))

@@ -39,7 +39,7 @@ import numba
 import numba.extending
 import numpy as np
 
-from kernels.contract import check_int
+from kernels.contract import stream_position
 
 # Numba-compiled, cached on disk; no parallel or fastmath option (the CUDA target reuses them)
 jit = numba.jit(nopython=True, cache=True, forceinline=True)
@@ -411,17 +411,7 @@ def backward_block(grad_z, mu, logvar, weight, grad_mu, grad_logvar, noise, key0
 # ---------------------------------------------------------------------------------------------
 # host side, for both backends
 def draw_position(name, n, seed, offset):
-    """(key0, key1, first_block, lane) as np.uint64 for a draw of n normals at `offset`.
-
-    Checks what kernels.philox checks: seed < 2**64, offset >= 0 and offset + n <= 2**66 (the
-    last block index must fit the 64-bit counter).
-    """
-    seed = check_int(name, "seed", seed, bits=64)
-    offset = check_int(name, "offset", offset)
-    if offset + n > 2**66:
-        raise ValueError(f"{name}: offset {offset} + size {n} is past 2**66; "
-                         "the last block index must fit in 64 bits")
-    key = (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32))
-    if n == 0:  # no block is touched, and offset // 4 may not even fit in 64 bits
-        return key + (np.uint64(0), np.uint64(0))
-    return key + (np.uint64(offset // 4), np.uint64(offset % 4))
+    """(key0, key1, first_block, lane) as np.uint64 for a draw of n normals at `offset`
+    (kernels.contract.stream_position, which checks the arguments)."""
+    first, lane, key0, key1 = stream_position(name, n, seed, offset)
+    return np.uint64(key0), np.uint64(key1), np.uint64(first), np.uint64(lane)

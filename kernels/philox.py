@@ -30,7 +30,8 @@ ulps those functions differ by).
 """
 import numpy as np
 
-from kernels.contract import check_float_dtype, check_int
+from kernels.contract import (check_blocks, check_float_dtype, check_int, check_philox_inputs,
+                              check_words, stream_position)
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -38,22 +39,6 @@ _W0 = 0x9E3779B9
 _W1 = 0xBB67AE85
 _ROUNDS = 10
 _MASK32 = 0xFFFFFFFF
-
-
-def _as_words(name, what, words):
-    """words as a uint32 ndarray, else a TypeError naming the dtype that arrived."""
-    words = np.asarray(words)
-    if words.dtype != np.uint32:
-        raise TypeError(f"{name}: {what} has dtype {words.dtype}; expected uint32")
-    return words
-
-
-def _as_blocks(name, what, words):
-    """words as an (n, 4) uint32 ndarray: one Philox block per row."""
-    words = _as_words(name, what, words)
-    if words.ndim != 2 or words.shape[1] != 4:
-        raise ValueError(f"{name}: {what} has shape {words.shape}; expected (n, 4)")
-    return words
 
 
 def _mulhilo(m, x):
@@ -66,8 +51,7 @@ def _mulhilo(m, x):
 
 def philox4x32(counters, key):
     """Philox4x32-10 of each counter row under one key: (n, 4), (2,) uint32 -> (n, 4) uint32."""
-    counters = _as_blocks("philox4x32", "counters", counters)
-    key = _as_words("philox4x32", "key", key)
+    counters, key = check_philox_inputs("philox4x32", counters, key)
     if key.shape != (2,):
         raise ValueError(f"philox4x32: key has shape {key.shape}; expected (2,)")
     x0, x1, x2, x3 = (counters[:, i] for i in range(4))  # (n,) each
@@ -109,7 +93,7 @@ def block_counters(first_block, num_blocks):
 
 def uint32_to_uniform(x):
     """u = (x + 0.5) * 2^-32 in float64: exact, and in (0, 1) for every uint32 x."""
-    x = _as_words("uint32_to_uniform", "x", x)
+    x = check_words("uint32_to_uniform", "x", x)
     # NOTE: x + 0.5 needs 33 significant bits (float64 has 53) and 2^-32 only shifts the exponent,
     # so u is exact; the extremes are 2^-33 and 1 - 2^-33, both safe for log.
     return (x.astype(np.float64) + 0.5) * 2.0**-32
@@ -121,7 +105,7 @@ def box_muller(words):
     u = uint32_to_uniform(words); lanes (0, 1): r = sqrt(-2 ln u0), (r sin 2 pi u1, r cos 2 pi u1);
     lanes (2, 3): the same with u2, u3.
     """
-    words = _as_blocks("box_muller", "words", words)
+    words = check_blocks("box_muller", "words", words)
     u = uint32_to_uniform(words)  # (n, 4)
     radius = np.sqrt(-2.0 * np.log(u[:, 0::2]))  # (n, 2) from lanes 0 and 2
     angle = (2.0 * np.pi) * u[:, 1::2]  # (n, 2) from lanes 1 and 3
@@ -135,17 +119,13 @@ def _stream_blocks(name, n, seed, offset):
     """(blocks, start): the Philox blocks (m, 4) holding words offset .. offset+n-1 of the stream,
     and the index of word `offset` in blocks.ravel()."""
     n = check_int(name, "n", n)
-    offset = check_int(name, "offset", offset)
-    if offset + n > 2**66:
-        raise ValueError(f"{name}: offset {offset} + n {n} is past 2**66; "
-                         "the last block index must fit in 64 bits")
-    key = seed_to_key(check_int(name, "seed", seed, bits=64))
+    first, start, key0, key1 = stream_position(name, n, seed, offset)
+    key = np.array([key0, key1], dtype=np.uint32)
     if n == 0:  # no blocks at all, even where offset // 4 is past the last block
         return np.zeros((0, 4), dtype=np.uint32), 0
     # only the blocks the draw touches: offset // 4 .. (offset + n - 1) // 4
-    first = offset // 4
-    num_blocks = (offset + n - 1) // 4 - first + 1
-    return philox4x32(block_counters(first, num_blocks), key), offset - 4 * first
+    num_blocks = (start + n - 1) // 4 + 1
+    return philox4x32(block_counters(first, num_blocks), key), start
 
 
 def normal_words(n, seed, offset):

@@ -39,7 +39,6 @@ NVCC_FLAGS = ("-x", "cu", "-O2", "-std=c++17", "--compiler-options", "-fPIC,-ffp
 # An emulated launch: 3 blocks of 64 threads, so arrays past 192 Philox blocks make threads loop
 # and small ones leave threads idle; a power of two per block, as the KL reduction needs.
 HOST_GRID = (3, 64)
-_MASK32 = 0xFFFFFFFF
 
 
 def _compile_command(output):
@@ -106,12 +105,7 @@ def _pointer(array):
 
 def _stream(name, size, seed, offset):
     """(n, first_block, start_lane, key0, key1): the draw's place in the stream, checked."""
-    contract.check_seed_offset(name, seed, offset)
-    seed, offset = int(seed), int(offset)
-    if offset + size > 2**66:
-        raise ValueError(f"{name}: offset {offset} + size {size} is past 2**66; "
-                         "the last block index must fit in 64 bits")
-    return size, offset // 4, offset % 4, seed & _MASK32, seed >> 32
+    return (size, *contract.stream_position(name, size, seed, offset))
 
 
 def _arrays(*arrays):
@@ -180,13 +174,7 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
 
 def philox4x32(counters, key, grid=HOST_GRID):
     """Philox4x32-10 of each counter row under one key: (n, 4), (2,) uint32 -> (n, 4) uint32."""
-    counters, key = np.asarray(counters), np.asarray(key)
-    if counters.dtype != np.uint32 or key.dtype != np.uint32:
-        raise TypeError(f"cuda_c_host.philox4x32: counters are {counters.dtype}, key {key.dtype}; "
-                        "expected uint32")
-    if counters.ndim != 2 or counters.shape[1] != 4 or key.shape != (2,):
-        raise ValueError(f"cuda_c_host.philox4x32: counters have shape {counters.shape}, key "
-                         f"{key.shape}; expected (n, 4) and (2,)")
+    counters, key = contract.check_philox_inputs("cuda_c_host.philox4x32", counters, key)
     counters = np.ascontiguousarray(counters)
     out = np.empty_like(counters)
     _lib.mg_host_philox4x32(_pointer(counters), _pointer(out), counters.shape[0], int(key[0]),
