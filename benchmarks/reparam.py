@@ -323,24 +323,30 @@ def device_info(device):
     return info
 
 
-def print_table(rows, copies):
+def format_table(rows, copies):
+    """The results as text: per dtype, one row per method and N (also saved as the .md)."""
     by = {(r["method"], r["dtype"], r["n"], r["pass"]): r for r in rows}
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = []
     for dtype in dict.fromkeys(r["dtype"] for r in rows):
-        print(f"\n{dtype}: milliseconds (min over rounds); GB/s and fraction of copy for fwd+bwd")
-        print(f"{'method':26s} {'N':>9s} {'fwd':>9s} {'bwd':>9s} {'fwd+bwd':>9s} {'GB/s':>7s} "
-              f"{'of copy':>7s} {'kept B':>6s}")
+        lines += ["", f"{dtype}: milliseconds (min over rounds); GB/s and fraction of copy for "
+                      "fwd+bwd", "```",
+                  f"{'method':26s} {'N':>9s} {'fwd':>9s} {'bwd':>9s} {'fwd+bwd':>9s} {'GB/s':>7s} "
+                  f"{'of copy':>7s} {'kept B':>6s}"]
         for copy in (c for c in copies if c["dtype"] == dtype):
             n = copy["n"]
-            print(f"{'(copy bandwidth)':26s} {n:9d} {'':9s} {'':9s} {'':9s} "
-                  f"{copy['gbps']:7.1f}")
+            lines.append(f"{'(copy bandwidth)':26s} {n:9d} {'':9s} {'':9s} {'':9s} "
+                         f"{copy['gbps']:7.1f}")
             for method in methods:
                 if (method, dtype, n, "forward") not in by:
                     continue
                 f, b, fb = (by[(method, dtype, n, p)] for p in PASSES)
-                print(f"{method:26s} {n:9d} {f['seconds'] * 1e3:9.2f} {b['seconds'] * 1e3:9.2f} "
-                      f"{fb['seconds'] * 1e3:9.2f} {fb['gbps']:7.1f} "
-                      f"{fb['fraction_of_copy']:7.1%} {f['kept_bytes_per_element']:6d}")
+                lines.append(f"{method:26s} {n:9d} {f['seconds'] * 1e3:9.2f} "
+                             f"{b['seconds'] * 1e3:9.2f} {fb['seconds'] * 1e3:9.2f} "
+                             f"{fb['gbps']:7.1f} {fb['fraction_of_copy']:7.1%} "
+                             f"{f['kept_bytes_per_element']:6d}")
+        lines.append("```")
+    return "\n".join(lines)
 
 
 def speedups(rows, kernel):
@@ -412,12 +418,19 @@ def main(argv=None):
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
     plot(rows, copies, stem + ".png")
-    print_table(rows, copies)
-    print(f"\nforward+backward speedups at the largest N: "
-          f"{json.dumps(report['speedups_forward_backward'], indent=1)}")
+    table = format_table(rows, copies)
+    speedup_text = json.dumps(report["speedups_forward_backward"], indent=1)
+    with open(stem + ".md", "w") as f:
+        f.write(f"# Fused reparameterization, {report['device'].get('name', args.device)}, "
+                f"{report['date']}\n\nLoad average {load_start[0]:.2f} -> "
+                f"{report['load_average_1min']['end']:.2f}. kept B: bytes per element kept "
+                f"between forward and backward.\n{table}\n\nforward+backward speedups at the "
+                f"largest N:\n```\n{speedup_text}\n```\n")
+    print(table)
+    print(f"\nforward+backward speedups at the largest N: {speedup_text}")
     if notes:
         print(f"notes: {json.dumps(notes, indent=1)}")
-    print(f"wrote {stem}.json, {stem}.png; load average {load_start[0]:.2f} -> "
+    print(f"wrote {stem}.json, {stem}.md, {stem}.png; load average {load_start[0]:.2f} -> "
           f"{report['load_average_1min']['end']:.2f}")
     return 0
 
