@@ -56,15 +56,17 @@ class Node:
         self.freed = False
 
     def saved_arrays(self):
-        """Arrays the VJP closure keeps alive for the backward pass."""
+        """Arrays the VJP closure keeps alive for the backward pass: arrays it holds itself and
+        the data of tensors it reads (a mul's VJP reads both inputs); each array once."""
         if self.vjp is None or self.vjp.__closure__ is None:
             return []
-        found = []
+        found = {}
         for cell in self.vjp.__closure__:
             value = cell.cell_contents
+            value = getattr(value, "data", None) if hasattr(value, "_node") else value
             if hasattr(value, "nbytes") and hasattr(value, "shape"):
-                found.append(value)
-        return found
+                found[id(value)] = value
+        return list(found.values())
 
 
 def make_node(value, parents, vjp, op):

@@ -1,6 +1,7 @@
 """Command line: ``python -m vae train|eval|sample|plot``.
 
     python -m vae train --epochs 10 --out runs/mnist     # trains, evaluates, plots
+    python -m vae train --posterior laplace --log-grads   # another posterior; gradient norms
     python -m vae eval runs/mnist --iw 1000               # test -ELBO and -log p(x) by IWAE
     python -m vae sample runs/mnist --count 64            # a grid of digits from the prior
     python -m vae plot runs/mnist                          # every figure of a run again
@@ -16,6 +17,7 @@ from vae import data, train
 from vae.checkpoint import CheckpointError
 from vae.data import DataError
 from vae.evaluate import convention, evaluate, importance_weighted_bound
+from vae.model import POSTERIORS
 
 DEFAULTS = train.Config()
 
@@ -43,6 +45,16 @@ def _add_train_flags(parser):
              "Bernoulli draw per batch, the convention of published likelihoods (default: none)")
     add("--train-subset", type=int, default=None, help="use only the first N training images (0: all)")
     add("--test-subset", type=int, default=None, help="use only the first N test images (0: all)")
+    add("--posterior", choices=POSTERIORS, default=None,
+        help="family of q(z | x): 'gaussian' has a closed-form KL (the fused node); the others "
+             "are location-scale families with a one-sample Monte-Carlo KL (default: gaussian)")
+    # store_true with default None: on --resume an absent flag keeps the saved run's value
+    add("--log-grads", action="store_true", default=None,
+        help="record each parameter's gradient L2 norm, averaged per epoch, in metrics.jsonl "
+             "and plot them at the end (unless --no-plots)")
+    add("--manifold-frames", action="store_true", default=None,
+        help="after every epoch draw the decoded manifold into frames/epoch_XXX.png "
+             "(latent_dim 2 only)")
     add("--iw", type=int, default=0, help="after training, estimate -log p(x) with the "
                                           "importance-weighted bound with K samples (0: skip)")
     add("--iw-subset", type=int, default=1000, help="test images for --iw (default: %(default)s)")
@@ -79,12 +91,26 @@ def cmd_train(args):
         from vae import plots
         for path in plots.plot_run(config.out, trainer=trainer):
             print(f"wrote {path}")
+        if config.log_grads:
+            _plot_grad_norms(config.out)
+
+
+def _plot_grad_norms(folder):
+    """grad_norms.png of a run's metrics; a note instead while vae.study_plots is missing."""
+    try:
+        from vae import study_plots
+    except ImportError as err:
+        print(f"note: gradient-norm plot skipped: vae.study_plots is not importable ({err})")
+        return None
+    path = study_plots.grad_norms(train.read_metrics(folder), os.path.join(folder, "grad_norms.png"))
+    print(f"wrote {path}")
+    return path
 
 
 def _report_iw(model, images, samples, config):
     value = importance_weighted_bound(model, images, samples, seed=config.seed + 104729)
     print(f"-log p(x) <= {value:.2f} nats on {len(images)} test images "
-          f"({convention(config.binarize, samples)})")
+          f"({convention(config.binarize, samples, config.posterior)})")
     return value
 
 
@@ -106,7 +132,7 @@ def cmd_eval(args):
     print(f"epoch {trainer.epoch}: test -ELBO {result['neg_elbo']:.2f} "
           f"(reconstruction {result['reconstruction']:.2f}, KL {result['kl']:.2f}), "
           f"active units {result['active_units']}/{trainer.config.latent_dim} "
-          f"({convention(trainer.config.binarize)})")
+          f"({convention(trainer.config.binarize, posterior=trainer.config.posterior)})")
     if args.iw:
         _report_iw(trainer.model, trainer.test_images[:args.iw_subset], args.iw, trainer.config)
 
@@ -123,6 +149,8 @@ def cmd_plot(args):
     trainer = _load_run(args.run)
     for path in plots.plot_run(args.run, trainer=trainer):
         print(f"wrote {path}")
+    if trainer.config.log_grads:
+        _plot_grad_norms(args.run)
 
 
 def build_parser():

@@ -5,6 +5,10 @@ A run folder holds ``config.json``, ``metrics.jsonl`` (one line per epoch), ``ch
 or state-based and saved in the checkpoint (the sampling stream's (seed, offset), the shuffling
 and binarization generators' states, Adam's moments and step), so 5 epochs + resume 5 epochs
 gives the same parameters, bit for bit, as 10 epochs straight.
+
+Optional records: ``log_grads`` adds each parameter's gradient L2 norm, averaged over the epoch's
+steps, to every metrics line as "grad_norms"; ``manifold_frames`` (latent_dim 2) draws the
+decoded manifold after every epoch into ``frames/epoch_XXX.png`` (vae.study_plots).
 """
 import dataclasses
 import json
@@ -20,10 +24,13 @@ from minigrad.optim import Adam
 from minigrad.random import Stream
 from vae import checkpoint, data
 from vae.evaluate import convention, evaluate
-from vae.model import VAE
+from vae.model import POSTERIORS, VAE
 
 CHECKPOINT = "checkpoint.npz"
-ARCHITECTURE = ("input_dim", "hidden_dim", "latent_dim")
+ARCHITECTURE = ("input_dim", "hidden_dim", "latent_dim", "posterior")
+# checkpoints written before a field of ARCHITECTURE existed held its value implicitly
+IMPLICIT_ARCHITECTURE = {"posterior": "gaussian"}
+FRAMES = "frames"
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own stream, never the training one
 
 
@@ -49,6 +56,9 @@ class Config:
     binarize: str = "none"
     train_subset: int = 0
     test_subset: int = 0
+    posterior: str = "gaussian"
+    log_grads: bool = False
+    manifold_frames: bool = False
     quiet: bool = False
 
     def validate(self):
@@ -60,6 +70,12 @@ class Config:
                              f"{self.lr}, beta={self.beta}, warmup_epochs={self.warmup_epochs}")
         if self.binarize not in ("none", "dynamic"):
             raise ValueError(f"config: binarize must be 'none' or 'dynamic', got {self.binarize!r}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"config: posterior must be one of {', '.join(POSTERIORS)}, "
+                             f"got {self.posterior!r}")
+        if self.manifold_frames and self.latent_dim != 2:
+            raise ValueError(f"config: manifold_frames draws the 2-D latent manifold and needs "
+                             f"latent_dim == 2, got latent_dim={self.latent_dim}")
         return self
 
 
@@ -74,7 +90,7 @@ class Trainer:
             raise ValueError(f"config: input_dim is {config.input_dim} but the images have "
                              f"{self.train_images.shape[1]} pixels")
         self.model = VAE(config.input_dim, config.hidden_dim, config.latent_dim,
-                         rng=np.random.default_rng(config.seed))
+                         rng=np.random.default_rng(config.seed), posterior=config.posterior)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.stream = Stream(config.seed)
         self.shuffle_rng = np.random.default_rng([config.seed, 1])
@@ -85,6 +101,7 @@ class Trainer:
                                                      np.random.default_rng([config.seed, 3]))
         self.epoch = 0
         self.steps_per_epoch = math.ceil(len(self.train_images) / config.batch_size)
+        self.grad_norms = None  # {parameter name: mean L2 norm} of the last epoch, with log_grads
 
     # --- one epoch --------------------------------------------------------------------------
     def beta_at(self, step):
@@ -95,10 +112,16 @@ class Trainer:
         return self.config.beta * min(1.0, (step + 1) / warmup_steps)
 
     def train_epoch(self, progress=None):
-        """One pass over the shuffled training set; returns the mean training loss."""
+        """One pass over the shuffled training set; returns the mean training loss.
+
+        With ``log_grads``, also sets ``grad_norms``: each parameter's gradient L2 norm (in
+        float64), averaged over the epoch's steps.
+        """
         config, images = self.config, self.train_images
         order = self.shuffle_rng.permutation(len(images))
         total, seen = 0.0, 0
+        parameters = self.model.named_parameters()
+        norm_sums = dict.fromkeys((name for name, _ in parameters), 0.0)
         for step in range(self.steps_per_epoch):
             rows = order[step * config.batch_size:(step + 1) * config.batch_size]
             x = images[rows]
@@ -112,6 +135,9 @@ class Trainer:
                                     f"stopped, the last good checkpoint is kept")
             self.optimizer.zero_grad()
             loss.backward()
+            if config.log_grads:
+                for name, tensor in parameters:
+                    norm_sums[name] += float(np.linalg.norm(tensor.grad.astype(np.float64).ravel()))
             self.optimizer.step()
             total += value * len(x)
             seen += len(x)
@@ -119,6 +145,9 @@ class Trainer:
                 progress.update(len(x))
                 progress.set_postfix(loss=f"{total / seen:.2f}", refresh=False)
         self.epoch += 1
+        if config.log_grads:
+            self.grad_norms = {name: value / self.steps_per_epoch
+                               for name, value in norm_sums.items()}
         return total / seen
 
     def evaluate(self):
@@ -147,9 +176,10 @@ class Trainer:
                                              "a minigrad VAE checkpoint")
         saved = metadata["config"]
         for name in ARCHITECTURE:
-            if saved.get(name) != getattr(self.config, name):
+            value = saved.get(name, IMPLICIT_ARCHITECTURE.get(name))
+            if value != getattr(self.config, name):
                 raise checkpoint.CheckpointError(
-                    f"{path}: the checkpoint's model has {name}={saved.get(name)}, this run "
+                    f"{path}: the checkpoint's model has {name}={value}, this run "
                     f"has {name}={getattr(self.config, name)}; they must match")
         state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
         try:
@@ -212,7 +242,9 @@ def run(config, resume=False, dataset=None, log=print):
     log(f"training on {len(trainer.train_images)} images from {dataset.source}, "
         f"testing on {len(trainer.test_images)}; {trainer.model.architecture()}, "
         f"batch {config.batch_size}, lr {config.lr}, beta {config.beta}, seed {config.seed}")
-    log(f"figures: {convention(config.binarize)}, per test example, in nats")
+    figures = convention(config.binarize, posterior=config.posterior)
+    log(f"figures: {figures}, per test example, in nats")
+    draw_frame = _frame_drawer(config, log)
     show_bar = not config.quiet and sys.stderr.isatty()
     while trainer.epoch < config.epochs:
         started = time.perf_counter()
@@ -224,17 +256,40 @@ def run(config, resume=False, dataset=None, log=print):
         record = {"epoch": trainer.epoch, "train_loss": train_loss, "test_neg_elbo": test["neg_elbo"],
                   "test_reconstruction": test["reconstruction"], "test_kl": test["kl"],
                   "active_units": test["active_units"], "seconds": seconds,
-                  "convention": convention(config.binarize)}
+                  "convention": figures}
+        if config.log_grads:
+            record["grad_norms"] = trainer.grad_norms
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         # NOTE: the checkpoint comes last: a crash before it leaves metrics ahead of the
         # checkpoint, which resume trims; the other order would lose this epoch's metrics
         trainer.save(checkpoint_path)
+        if draw_frame is not None:
+            draw_frame(trainer.model, trainer.epoch)
         if not config.quiet:
             log(f"epoch {trainer.epoch}/{config.epochs}  train -ELBO {train_loss:.2f}  "
                 f"test -ELBO {test['neg_elbo']:.2f} (rec {test['reconstruction']:.2f}, "
                 f"KL {test['kl']:.2f})  active units {test['active_units']}  {seconds:.1f}s")
     return trainer
+
+
+def _frame_drawer(config, log):
+    """draw(model, epoch) writing frames/epoch_XXX.png of the run, or None when frames are off
+    (or vae.study_plots cannot be imported: a missing figure must not stop a run)."""
+    if not config.manifold_frames:
+        return None
+    try:
+        from vae import study_plots
+    except ImportError as err:
+        log(f"note: --manifold-frames skipped: vae.study_plots is not importable ({err})")
+        return None
+    folder = os.path.join(config.out, FRAMES)
+    os.makedirs(folder, exist_ok=True)
+
+    def draw(model, epoch):
+        return study_plots.manifold_frame(model, os.path.join(folder, f"epoch_{epoch:03d}.png"),
+                                          epoch, grid=15)
+    return draw
 
 
 def _truncate_metrics(path, epochs):

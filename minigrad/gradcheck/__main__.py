@@ -4,9 +4,13 @@
     python -m minigrad.gradcheck --op matmul        the cases of one op (repeat --op for more)
     python -m minigrad.gradcheck --dtype float32 --fast
     python -m minigrad.gradcheck --list             the cases, unchecked
+    python -m minigrad.gradcheck --sweep --op tanh --out sweep.png
+                                                    error against step size, float64 and float32
 
 Prints one row per case (worst errors over its inputs), then each failure in full.
 Exit status: 0 when every case passes, 1 when one fails, 2 for a bad command line.
+``--sweep`` instead measures the op's first case over steps 1e-1 .. 1e-12 (see
+``minigrad.gradcheck.sweep``), prints the errors, writes the plot and exits 0.
 """
 import argparse
 import sys
@@ -14,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from minigrad.gradcheck import sweep
 from minigrad.gradcheck.cases import CASES
 from minigrad.gradcheck.core import TOLERANCES, GradcheckWarning
 from minigrad.gradcheck.report import CRITERION, format_table
@@ -32,6 +37,10 @@ def main(argv=None):
                         help="random directional derivatives instead of every element; "
                              "a mismatch is rechecked element by element")
     parser.add_argument("--list", action="store_true", help="list the cases without checking them")
+    parser.add_argument("--sweep", action="store_true",
+                        help="plot the finite-difference error against the step for one --op")
+    parser.add_argument("--out", default="sweep.png", metavar="PATH",
+                        help="where --sweep writes its plot (.png or .svg; default sweep.png)")
     args = parser.parse_args(argv)
 
     known = list(dict.fromkeys(c.op for c in CASES))
@@ -43,6 +52,10 @@ def main(argv=None):
     if args.list:
         print(format_table(("op", "case", "shapes"), [(c.op, c.label, c.shapes) for c in cases]))
         return 0
+    if args.sweep:
+        if len(args.op or []) != 1:
+            parser.error("--sweep needs exactly one --op")
+        return _sweep(cases[0], args.out)
 
     dtype = np.dtype(args.dtype)
     tolerance = TOLERANCES[dtype]
@@ -68,6 +81,22 @@ def main(argv=None):
         print(f"\n{c.id}:\n{message}")
     print(f"\n{len(cases) - len(failed)} of {len(cases)} cases passed")
     return 1 if failed else 0
+
+
+def _sweep(case, path):
+    """Errors of the case's central differences over the steps, in float64 and float32."""
+    results = {str(np.dtype(d)): sweep.step_sweep(case.fn, case.inputs, dtype=d)
+               for d in (np.float64, np.float32)}
+    print(f"step sweep of {case.id}, inputs {case.shapes}: max |numeric - analytic| over its "
+          "elements; analytic in float64, differences in the dtype of the column")
+    rows = [(f"{eps:.1e}", *(f"{curve[k][1]:.2e}" for curve in results.values()))
+            for k, (eps, _) in enumerate(results["float64"])]
+    print(format_table(("eps", *results), rows))
+    for name, curve in results.items():
+        eps, err = min(curve, key=lambda pair: pair[1])
+        print(f"{name}: smallest error {err:.2e} at eps {eps:.1e}")
+    print(f"wrote {sweep.plot_sweep(results, path, title=f'central differences of {case.id}')}")
+    return 0
 
 
 def _first_line(error, limit=300):

@@ -53,10 +53,11 @@ def div(x, y):
     """z = x / y.  VJP: gx = g / y, gy = -g * z / y."""
     x, y = _operands("div", x, y)
     z = x.data / y.data
+    divisor, need_x, need_y = y.data, x.requires_grad, y.requires_grad
 
     def vjp(g):
-        gx = g / y.data
-        return gx if x.requires_grad else None, -gx * z if y.requires_grad else None
+        gx = g / divisor
+        return gx if need_x else None, -gx * z if need_y else None
     return make_node(z, (x, y), vjp, "div")
 
 

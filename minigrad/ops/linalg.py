@@ -53,20 +53,18 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},)")
     z = x.data @ weight.data
     if bias is not None:
-        z = z + bias.data if bias.dtype != z.dtype else _add_in_place(z, bias.data)
+        # in place into the product's buffer when no dtype promotion is involved
+        z = z + bias.data if bias.dtype != z.dtype else namespace(z).add(z, bias.data, out=z)
     parents = (x, weight) if bias is None else (x, weight, bias)
+    # keep only what the VJP will read: x for gW, W for gx (a first layer never needs gx)
+    kept_input = x.data if weight.requires_grad else None
+    kept_weight = weight.data if x.requires_grad else None
+    bias_grad = bias is not None and bias.requires_grad
 
     def vjp(g):
-        gx = g @ weight.data.T if x.requires_grad else None
-        gw = x.data.T @ g if weight.requires_grad else None
-        if bias is None:
+        gx = g @ kept_weight.T if kept_weight is not None else None
+        gw = kept_input.T @ g if kept_input is not None else None
+        if len(parents) == 2:
             return gx, gw
-        return gx, gw, g.sum(axis=0) if bias.requires_grad else None
+        return gx, gw, g.sum(axis=0) if bias_grad else None
     return make_node(z, parents, vjp, "linear")
-
-
-
-def _add_in_place(z, bias):
-    """z += bias, reusing the product's buffer (dtypes equal, so nothing is rounded)."""
-    z += bias
-    return z

@@ -32,7 +32,8 @@ def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
     z = x.data.sum(axis=axes, keepdims=keepdims)
-    return make_node(z, (x,), lambda g: (_expand(g, x.shape, axes, keepdims),), "sum")
+    shape = x.shape  # the VJP needs only the shape, so the node keeps no array
+    return make_node(z, (x,), lambda g: (_expand(g, shape, axes, keepdims),), "sum")
 
 
 def mean(x, axis=None, keepdims=False):
@@ -43,7 +44,8 @@ def mean(x, axis=None, keepdims=False):
     for a in axes:
         count *= x.shape[a]
     z = x.data.mean(axis=axes, keepdims=keepdims)
-    return make_node(z, (x,), lambda g: (_expand(g / count, x.shape, axes, keepdims),), "mean")
+    shape = x.shape
+    return make_node(z, (x,), lambda g: (_expand(g / count, shape, axes, keepdims),), "mean")
 
 
 def max(x, axis=None, keepdims=False):

@@ -12,7 +12,8 @@ def reshape(x, shape):
         z = x.data.reshape(shape)
     except ValueError:
         raise ValueError(f"reshape: cannot reshape {x.shape} ({x.size} elements) to {shape}") from None
-    return make_node(z, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+    shape = x.shape  # the VJP needs only the shape, so the node keeps no array
+    return make_node(z, (x,), lambda g: (g.reshape(shape),), "reshape")
 
 
 def transpose(x, axes=None):
@@ -49,10 +50,11 @@ def getitem(x, index):
     x = as_tensor(x)
     index = _index_data(index)
     z = x.data[index]
+    shape, dtype = x.shape, x.dtype
 
     def vjp(g):
         xp = namespace(g)
-        gx = xp.zeros_like(x.data)
+        gx = xp.zeros(shape, dtype)
         if _is_basic(index):
             gx[index] = g
         else:

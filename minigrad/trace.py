@@ -1,0 +1,126 @@
+"""A record of one or more backward passes: every VJP call, in the order it ran.
+
+    >>> import minigrad as mg
+    >>> x = mg.Tensor([1.0, 2.0], requires_grad=True)
+    >>> with mg.trace() as t:
+    ...     (x * x).sum().backward()
+    >>> [r["op"] for r in t.records]
+    ['sum', 'mul']
+
+For a node z = op(x_1, ..., x_k) each record holds the op, the shapes of z and of the x_i, the norm
+of the incoming gradient ||dL/dz||, the norms ||dL/dx_i|| of the gradient the VJP sends to each
+parent (after ``unbroadcast``, i.e. what backward adds to that parent; None for a parent that needs
+none), and the seconds the VJP took.  Norms are Euclidean (Frobenius), computed in float64.
+
+The trace listens on ``graph.vjp_observers`` (and counts ops on ``graph.forward_observers``) only
+inside its ``with`` block; both observers are removed on exit, exceptions included, so traces may
+nest or overlap.
+"""
+import collections
+import json
+import weakref
+
+from minigrad import graph
+from minigrad.backend import namespace
+from minigrad.gradcheck.report import format_shape, format_table
+
+
+def trace():
+    """A Trace to use as ``with minigrad.trace() as t:``."""
+    return Trace()
+
+
+class Trace:
+    """VJP calls (``records``, plain dicts) and forward op counts (``forward_ops``) seen in the
+    ``with`` block."""
+
+    def __init__(self):
+        self.records = []
+        self.forward_ops = collections.Counter()
+        self._tensors = []  # weak reference to each record's output tensor, for minigrad.viz
+        self._recording = False
+
+    def __enter__(self):
+        if self._recording:
+            raise RuntimeError("trace: this Trace is already recording; "
+                               "start a new minigrad.trace()")
+        graph.forward_observers.append(self._on_forward)
+        graph.vjp_observers.append(self._on_vjp)
+        self._recording = True
+        return self
+
+    def __exit__(self, *exc_info):
+        # NOTE: bound methods are equal only when bound to this very Trace, so another trace's
+        # observers stay wherever they stand in the lists
+        graph.forward_observers.remove(self._on_forward)
+        graph.vjp_observers.remove(self._on_vjp)
+        self._recording = False
+        return False
+
+    def _on_forward(self, out, op, parents):
+        self.forward_ops[op] += 1
+
+    def _on_vjp(self, tensor, g, parent_grads, seconds):
+        node = tensor._node
+        norms = []
+        for parent, pg in zip(node.parents, parent_grads):
+            if pg is None or not parent.requires_grad:
+                norms.append(None)
+            else:
+                norms.append(_norm(graph.unbroadcast(pg, parent.shape)))
+        self.records.append({
+            "index": len(self.records),
+            "op": node.op,
+            "output_shape": list(tensor.shape),
+            "input_shapes": [list(p.shape) for p in node.parents],
+            "dtype": str(tensor.dtype),
+            "grad_norm": _norm(g),
+            "parent_grad_norms": norms,
+            "seconds": seconds,
+        })
+        self._tensors.append(weakref.ref(tensor))
+
+    def edge_norms(self, tensor):
+        """{parent position: norm} of the latest record of ``tensor``'s VJP (empty if none)."""
+        for ref, record in zip(reversed(self._tensors), reversed(self.records)):
+            if ref() is tensor:
+                return {i: n for i, n in enumerate(record["parent_grad_norms"]) if n is not None}
+        return {}
+
+    def to_json(self, path):
+        """Write ``{"records": [...], "forward_ops": {...}}`` to ``path``; returns path.
+
+        A non-finite norm is written as NaN or Infinity, which Python's json reads back."""
+        with open(path, "w") as f:
+            json.dump({"records": self.records, "forward_ops": dict(self.forward_ops)}, f, indent=1)
+        return path
+
+    def table(self):
+        """One row per VJP call, then a line of totals."""
+        rows = [(r["index"], r["op"], format_shape(r["output_shape"]),
+                 " ".join(format_shape(s) for s in r["input_shapes"]), r["dtype"],
+                 f"{r['grad_norm']:.3e}",
+                 " ".join("-" if n is None else f"{n:.3e}" for n in r["parent_grad_norms"]),
+                 f"{r['seconds'] * 1e6:.1f}")
+                for r in self.records]
+        table = format_table(("#", "op", "output", "inputs", "dtype", "|grad out|",
+                              "|grad to each input|", "us"), rows)
+        total = sum(r["seconds"] for r in self.records)
+        forward = sum(self.forward_ops.values())
+        return (f"{table}\n{len(self.records)} VJP calls in {total * 1e3:.3f} ms; "
+                f"{forward} forward ops recorded")
+
+    def __str__(self):
+        return self.table()
+
+    def __repr__(self):
+        forward = sum(self.forward_ops.values())
+        return f"<Trace: {len(self.records)} VJP calls, {forward} forward ops>"
+
+
+def _norm(array):
+    """Euclidean norm of all elements as a Python float, summed in float64 (no float32 overflow)."""
+    xp = namespace(array)
+    flat = xp.asarray(array, dtype=xp.float64).reshape(-1)
+    return float(xp.sqrt(xp.dot(flat, flat)))
+

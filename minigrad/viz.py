@@ -1,0 +1,209 @@
+"""The graph behind a tensor drawn with matplotlib alone (PNG or SVG), and the memory it holds.
+
+    with minigrad.trace() as t:
+        loss.backward(retain_graph=True)
+    minigrad.viz.draw_graph(loss, "graph.png", trace=t)
+
+Each box is a tensor of the graph (the tensors that require grad, as in ``topological_order``):
+its op (or its name, or "leaf"), shape, dtype, and the bytes its VJP keeps for the backward pass.
+Each arrow runs from an input to its use; after a traced backward it carries ||dL/dx||, the norm
+of the gradient that flowed along it (``Trace.edge_norms``).
+
+Saved bytes are those of the arrays the VJP closure holds (``Node.saved_arrays``): the outputs
+kept by exp, sqrt, tanh, sigmoid and div, the noise of ``reparameterize(save_noise=True)``.  A
+parent's data is not counted: the graph holds the parent anyway.
+Backward frees these arrays unless ``retain_graph=True``, so draw before backward or retain it;
+a freed node shows "freed".
+
+Layout: longest-path layers from the leaves, left to right (layer(t) = 1 + max layer of its
+inputs, leaves at 0), then each leaf moved to the layer just before its first use, so that a
+weight stands next to its op instead of across the whole figure; within a layer, nodes are
+ordered by the barycentre (mean position) of their inputs, then of their uses (one sweep each
+way, which removes many crossings), and spread evenly about the middle.
+
+matplotlib is imported only when drawing, and only its object API is used (a Figure on the Agg
+canvas, the SVG writer for .svg): no pyplot state, no backend switched for the caller.
+"""
+import os
+
+from minigrad.graph import topological_order
+
+_FORMATS = {".png", ".svg"}
+_FONT = 8                     # points; monospace, so a character is 0.6 em wide
+_CHAR = _FONT * 0.6 / 72      # inches per character
+_ROW = 0.9                    # inches between the centres of two boxes of one layer
+_GAP = 1.1                    # inches of arrow between two layers of boxes
+_MAX_PIXELS = 30000           # the longer side of a PNG; the DPI shrinks for larger graphs
+
+
+def saved_bytes(tensor):
+    """{node label: bytes its VJP keeps}, inputs first; labels are "%i op" as in format_graph."""
+    order = _graph(tensor)
+    return {_key(i, t): _node_bytes(t) for i, t in enumerate(order)}
+
+
+def total_saved_bytes(tensor):
+    """Bytes kept for the backward pass by the whole graph, each array counted once (two nodes
+    may keep the same array)."""
+    arrays = {}
+    for t in _graph(tensor):
+        if t._node is not None:
+            arrays.update((id(a), a.nbytes) for a in t._node.saved_arrays())
+    return sum(arrays.values())
+
+
+def edge_grad_norms(tensor, trace):
+    """{(input label, use label): [||gradient|| per use]} for the edges ``trace`` saw.
+
+    The list has one norm per use: x * x sends x two gradients, one along each use."""
+    order = _graph(tensor)
+    keys = {id(t): _key(i, t) for i, t in enumerate(order)}
+    norms = {}
+    for t in order:
+        for i, norm in trace.edge_norms(t).items():
+            norms.setdefault((keys[id(t._node.parents[i])], keys[id(t)]), []).append(norm)
+    return norms
+
+
+def draw_graph(tensor, path, trace=None):
+    """Draw the graph behind ``tensor`` to ``path`` (.png or .svg); returns path.
+
+    trace: a ``minigrad.trace()`` that recorded a backward pass through this graph; its gradient
+        norms label the edges.
+    """
+    extension = os.path.splitext(str(path))[1].lower()
+    if extension not in _FORMATS:
+        raise ValueError(f"draw_graph: cannot tell the format of {str(path)!r}; "
+                         f"give a path ending in {' or '.join(sorted(_FORMATS))}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    order = _graph(tensor)
+    labels = [_box_text(i, t) for i, t in enumerate(order)]
+    layers = _ordered_layers(order)
+    width = _CHAR * max(len(line) for text in labels for line in text.split("\n")) + 0.25
+    height = 0.62
+    position = {}  # index in order -> (x, y) centre, in inches
+    tallest = max(len(layer) for layer in layers)
+    for column, layer in enumerate(layers):
+        for row, i in enumerate(layer):
+            position[i] = ((column + 0.5) * (width + _GAP), (tallest - len(layer)) / 2 * _ROW
+                           + (len(layer) - 1 - row) * _ROW + _ROW / 2)
+    fig_size = (len(layers) * (width + _GAP), tallest * _ROW + 0.4)
+    dpi = min(100, _MAX_PIXELS / max(fig_size))
+    fig = Figure(figsize=fig_size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, fig_size[0])
+    ax.set_ylim(-0.2, fig_size[1] - 0.2)
+    ax.axis("off")
+    _draw_edges(ax, order, position, width, trace)
+    for i, t in enumerate(order):
+        x, y = position[i]
+        leaf = t._node is None
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                    boxstyle="round,pad=0,rounding_size=0.06",
+                                    facecolor="#e8f0fe" if leaf else "#fff8e1",
+                                    edgecolor="#3c5a99" if leaf else "#a0782c", zorder=2))
+        ax.text(x, y, labels[i], ha="center", va="center", fontsize=_FONT,
+                family="monospace", zorder=3)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _graph(tensor):
+    """The tensors to draw, each after its inputs."""
+    return topological_order(tensor) if tensor.requires_grad else [tensor]
+
+
+def _key(i, t):
+    return f"%{i} {t.name or t.op or 'leaf'}"
+
+
+def _node_bytes(t):
+    return 0 if t._node is None else sum(a.nbytes for a in t._node.saved_arrays())
+
+
+def _box_text(i, t):
+    """Three lines: "%i name op", shape and dtype, what the node keeps for backward."""
+    head = f"%{i} " + " ".join(part for part in (t.name, t.op) if part)
+    if t._node is None:
+        head = head if t.name else f"%{i} leaf"
+        kept = "has .grad" if t.grad is not None else "no .grad"
+    elif t._node.freed:
+        kept = "freed by backward"
+    else:
+        kept = f"saves {_human_bytes(_node_bytes(t))}"
+    shape = "(" + ", ".join(map(str, t.shape)) + ("," if len(t.shape) == 1 else "") + ")"
+    return f"{head}\n{shape} {t.dtype}\n{kept}"
+
+
+def _human_bytes(count):
+    """400 B, 1.6 KB, 3.1 MB: powers of 1000, as "saves 400 KB" reads."""
+    for unit in ("B", "KB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.3g} {unit}"
+        count /= 1000
+    return f"{count:.3g} GB"
+
+
+def _inputs(order):
+    """For each node (by index in order), the indices of its inputs in the graph, with repeats."""
+    index = {id(t): i for i, t in enumerate(order)}
+    return [[] if t._node is None else [index[id(p)] for p in t._node.parents if id(p) in index]
+            for t in order]
+
+
+def _ordered_layers(order):
+    """Lists of node indices, one per layer, each ordered by barycentre to reduce crossings."""
+    inputs = _inputs(order)
+    layer = []
+    for ins in inputs:  # order is topological: every input's layer is already known
+        layer.append(1 + max((layer[p] for p in ins), default=-1))
+    uses = [[] for _ in order]
+    for i, ins in enumerate(inputs):
+        for p in ins:
+            uses[p].append(i)
+    for i, ins in enumerate(inputs):  # a leaf moves up to just before its first use
+        if not ins and uses[i]:
+            layer[i] = min(layer[u] for u in uses[i]) - 1
+    layers = [[] for _ in range(max(layer) + 1)]
+    for i, k in enumerate(layer):
+        layers[k].append(i)
+    # one sweep left to right by inputs, one right to left by uses
+    for sweep, neighbours in ((layers[1:], inputs), (layers[-2::-1], uses)):
+        rank = {i: r / max(len(l) - 1, 1) for l in layers for r, i in enumerate(l)}
+        for current in sweep:
+            current.sort(key=lambda i: (sum(rank[n] for n in neighbours[i]) / len(neighbours[i])
+                                        if neighbours[i] else rank[i]))
+            rank.update((i, r / max(len(current) - 1, 1)) for r, i in enumerate(current))
+    return layers
+
+
+def _draw_edges(ax, order, position, width, trace):
+    """An arrow from each input to its use; with a trace, the gradient norm along it."""
+    index = {id(t): i for i, t in enumerate(order)}
+    for child, t in enumerate(order):
+        if t._node is None:
+            continue
+        norms = {} if trace is None else trace.edge_norms(t)
+        drawn = {}  # input index -> the norms of its uses by this op (x * x uses x twice)
+        for k, p in enumerate(t._node.parents):
+            if id(p) in index:
+                drawn.setdefault(index[id(p)], []).append(norms.get(k))
+        for parent, edge_norms in drawn.items():
+            (x0, y0), (x1, y1) = position[parent], position[child]
+            start, end = (x0 + width / 2, y0), (x1 - width / 2, y1)
+            ax.annotate("", xy=end, xytext=start, zorder=1,
+                        arrowprops=dict(arrowstyle="-|>", color="#555555", lw=0.8,
+                                        shrinkA=0, shrinkB=0))
+            known = [n for n in edge_norms if n is not None]
+            if known:
+                # in the last gap before the use, where no box stands in the way
+                lx = end[0] - _GAP / 2
+                ly = start[1] + (end[1] - start[1]) * (lx - start[0]) / (end[0] - start[0])
+                ax.text(lx, ly, ", ".join(f"{n:.3g}" for n in known), ha="center",
+                        va="center", fontsize=_FONT - 1, color="#b03030", zorder=4,
+                        bbox=dict(boxstyle="round,pad=0.1", facecolor="white",
+                                  edgecolor="none", alpha=0.85))
