@@ -42,7 +42,7 @@ def posterior_means(model, images):
     means = []
     with mg.no_grad():
         for start in range(0, len(images), ENCODE_BATCH):
-            means.append(model.encode(images[start:start + ENCODE_BATCH])[0].numpy())
+            means.append(model.posterior_mean(images[start:start + ENCODE_BATCH]).numpy())
     return np.concatenate(means) if means else np.zeros((0, model.latent_dim))
 
 
