@@ -9,9 +9,10 @@ its op (or its name, or "leaf"), shape, dtype, and the bytes its VJP keeps for t
 Each arrow runs from an input to its use; after a traced backward it carries ||dL/dx||, the norm
 of the gradient that flowed along it (``Trace.edge_norms``).
 
-Saved bytes are those of the arrays the VJP closure holds (``Node.saved_arrays``): the outputs
-kept by exp, sqrt, tanh, sigmoid and div, the noise of ``reparameterize(save_noise=True)``.  A
-parent's data is not counted: the graph holds the parent anyway.
+Saved bytes are those of the arrays the VJP closure keeps (``Node.saved_arrays``): arrays it
+holds itself (the outputs kept by exp, sqrt, tanh, sigmoid and div, the noise of
+``reparameterize(save_noise=True)``) and the data of the tensors it reads (both inputs of a mul,
+the weight and input of a linear), each array once.
 Backward frees these arrays unless ``retain_graph=True``, so draw before backward or retain it;
 a freed node shows "freed".
 
