@@ -52,8 +52,6 @@ def _mulhilo(m, x):
 def philox4x32(counters, key):
     """Philox4x32-10 of each counter row under one key: (n, 4), (2,) uint32 -> (n, 4) uint32."""
     counters, key = check_philox_inputs("philox4x32", counters, key)
-    if key.shape != (2,):
-        raise ValueError(f"philox4x32: key has shape {key.shape}; expected (2,)")
     x0, x1, x2, x3 = (counters[:, i] for i in range(4))  # (n,) each
     k0, k1 = int(key[0]), int(key[1])
     for r in range(_ROUNDS):

@@ -11,10 +11,11 @@ from minigrad.tensor import Tensor, as_tensor
 from minigrad.ops import *  # noqa: F401,F403  (the op functions are the public API)
 from minigrad.ops import __all__ as _op_names
 from minigrad.graph_view import format_graph, to_dot
-from minigrad import nn, optim, random, viz  # noqa: E402
+from minigrad.ops.families import reparameterize_family
+from minigrad import nn, optim, random, viz
 from minigrad.trace import trace
 from minigrad.anomaly import detect_anomaly
 
 __all__ = ["Tensor", "as_tensor", "no_grad", "is_grad_enabled", "format_graph", "to_dot",
-           "nn", "optim", "random", "viz", "trace", "detect_anomaly", *_op_names]
-from minigrad.ops.families import reparameterize_family  # noqa: E402
+           "nn", "optim", "random", "viz", "trace", "detect_anomaly", "reparameterize_family",
+           *_op_names]

@@ -136,6 +136,7 @@ def backward(root, grad=None, retain_graph=False):
         if tuple(grad.shape) != root.shape:
             raise ValueError(f"backward: grad has shape {tuple(grad.shape)}, "
                              f"the output has shape {root.shape}")
+        grad = grad.astype(root.dtype, copy=False)  # gradients keep their tensor's dtype
 
     grads = {id(root): grad}
     handed_out = {id(grad)}  # arrays stored as some .grad (or the caller's) in this pass

@@ -8,7 +8,8 @@ def _label(tensor):
     return f"{name}{kind} {tensor.shape} {tensor.dtype}"
 
 
-def _saved_bytes(tensor):
+def saved_bytes_of(tensor):
+    """Bytes of the arrays the node that made ``tensor`` keeps for its backward (0 for a leaf)."""
     node = tensor._node
     return 0 if node is None else sum(a.nbytes for a in node.saved_arrays())
 
@@ -28,7 +29,7 @@ def format_graph(tensor):
             inputs = ", ".join(f"%{number[id(p)]}" if id(p) in number else "const"
                                for p in t._node.parents)
             line += f"  <- {inputs}"
-            saved = _saved_bytes(t)
+            saved = saved_bytes_of(t)
             if saved:
                 line += f"  saves {saved:,} B"
         if t.grad is not None:
@@ -47,7 +48,8 @@ def to_dot(tensor):
     lines = ["digraph minigrad {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
     for t in order:
         style = ', style=filled, fillcolor="#e8f0fe"' if t._node is None else ""
-        lines.append(f'  n{number[id(t)]} [label="{_label(t)}"{style}];')
+        label = _label(t).replace("\\", "\\\\").replace('"', '\\"')  # DOT string escapes
+        lines.append(f'  n{number[id(t)]} [label="{label}"{style}];')
     for t in order:
         if t._node is not None:
             for p in t._node.parents:

@@ -220,8 +220,8 @@ class Adam(Optimizer):
     element); the array expression pays three passes for it, so pass a larger number with
     ``fused=False``.  For float16 parameters the threshold (6e-5) is coarse: pass 0 there.
 
-    ``fused`` (default) runs the update of NumPy parameters as one Numba loop
-    (``kernels.adam_cpu``), bit-identical to the array expression used otherwise.
+    ``fused`` (default) runs the update of float32 and float64 NumPy parameters as one Numba
+    loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise.
     """
 
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
@@ -260,7 +260,8 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = (1 - self.beta2 ** t) ** 0.5
         flush = self.flush_denormals_every and self.step_count % self.flush_denormals_every == 0
-        if xp is np and self.fused and p.flags.c_contiguous and g.flags.c_contiguous:
+        if (xp is np and self.fused and p.dtype in _FUSED_DTYPES
+                and p.flags.c_contiguous and g.flags.c_contiguous):
             dtype = p.dtype.type
             adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                         dtype(1 - self.beta1), dtype(self.beta2), dtype(1 - self.beta2),
@@ -292,6 +293,9 @@ class Adam(Optimizer):
             for moment in (m, v):
                 xp.abs(moment, out=s)
                 moment[s < tiny] = 0  # the boolean mask is allocated only once per flush
+
+
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the Numba loop compiles for
 
 
 def _scalar(value):

@@ -28,6 +28,7 @@ canvas, the SVG writer for .svg): no pyplot state, no backend switched for the c
 import os
 
 from minigrad.graph import topological_order
+from minigrad.graph_view import saved_bytes_of
 
 _FORMATS = {".png", ".svg"}
 _FONT = 8                     # points; monospace, so a character is 0.6 em wide
@@ -40,7 +41,7 @@ _MAX_PIXELS = 30000           # the longer side of a PNG; the DPI shrinks for la
 def saved_bytes(tensor):
     """{node label: bytes its VJP keeps}, inputs first; labels are "%i op" as in format_graph."""
     order = _graph(tensor)
-    return {_key(i, t): _node_bytes(t) for i, t in enumerate(order)}
+    return {_key(i, t): saved_bytes_of(t) for i, t in enumerate(order)}
 
 
 def total_saved_bytes(tensor):
@@ -122,8 +123,6 @@ def _key(i, t):
     return f"%{i} {t.name or t.op or 'leaf'}"
 
 
-def _node_bytes(t):
-    return 0 if t._node is None else sum(a.nbytes for a in t._node.saved_arrays())
 
 
 def _box_text(i, t):
@@ -135,7 +134,7 @@ def _box_text(i, t):
     elif t._node.freed:
         kept = "freed by backward"
     else:
-        kept = f"saves {_human_bytes(_node_bytes(t))}"
+        kept = f"saves {_human_bytes(saved_bytes_of(t))}"
     shape = "(" + ", ".join(map(str, t.shape)) + ("," if len(t.shape) == 1 else "") + ")"
     return f"{head}\n{shape} {t.dtype}\n{kept}"
 

@@ -455,3 +455,14 @@ def test_repr_shows_shape_dtype_and_op():
     assert "shape=(2, 4)" in text and "dtype=float32" in text and "op=matmul" in text
     assert "requires_grad=True" in text
     assert "name='x'" in repr(x) and "op=" not in repr(x)
+
+
+def test_backward_casts_the_given_grad_to_the_outputs_dtype():
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    x.backward(np.ones(3))                                # float64 grad for a float32 tensor
+    assert x.grad.dtype == np.float32
+
+
+def test_dot_labels_escape_quotes():
+    x = Tensor(np.ones(2), requires_grad=True, name='say "hi"')
+    assert 'say \\"hi\\"' in mg.to_dot(x * 2)

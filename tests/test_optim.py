@@ -334,3 +334,10 @@ def test_fused_adam_is_bit_identical_to_the_array_expression(weight_decay, dtype
             np.testing.assert_array_equal(a.data, b.data, err_msg=f"step {step}, param {i}")
             for key in ("exp_avg", "exp_avg_sq"):
                 np.testing.assert_array_equal(opt_fused.state[i][key], opt_plain.state[i][key])
+
+
+def test_adam_steps_float16_parameters_through_the_array_expression():
+    p = mg.Tensor(np.ones(4, np.float16), requires_grad=True)
+    p.grad = np.full(4, 0.5, np.float16)
+    optim.Adam([p], lr=0.1, flush_denormals_every=0).step()
+    assert p.dtype == np.float16 and np.all(p.data < 1)

@@ -207,3 +207,22 @@ def test_module_exports_the_tensor_and_the_ops():
     assert mg.Tensor is Tensor
     for name in mg.ops.__all__:
         assert callable(getattr(mg, name)), name
+
+
+def test_transpose_rejects_out_of_range_axes():
+    with pytest.raises(ValueError, match=r"axes \(0, 3\) out of range for 2 dimensions"):
+        mg.transpose(Tensor(np.ones((2, 3))), (0, 3))
+
+
+def test_reductions_take_numpy_integer_axes_and_refuse_repeated_or_impossible_ones():
+    x = Tensor(np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(mg.sum(x, axis=np.int64(1)).data, [3.0, 12.0])
+    with pytest.raises(ValueError, match="names a dimension twice"):
+        mg.sum(x, axis=(1, -1))
+    with pytest.raises(ValueError, match="axis 0 is out of range for a tensor with 0 dimensions"):
+        mg.sum(Tensor(np.float64(2.0)), axis=0)
+
+
+def test_linear_accepts_plain_arrays_as_weight_and_bias():
+    out = mg.linear(Tensor(np.ones((2, 3))), np.ones((3, 4)), np.zeros(4))
+    np.testing.assert_array_equal(out.data, np.full((2, 4), 3.0))

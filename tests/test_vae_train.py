@@ -278,3 +278,17 @@ def test_invalid_config_is_refused(tmp_path, field, value, message):
 def test_input_dim_must_match_the_images(dataset, tmp_path):
     with pytest.raises(ValueError, match="input_dim is 100 but the images have 784 pixels"):
         train.Trainer(config_for(tmp_path, input_dim=100), dataset)
+
+
+def test_checkpoint_whose_metadata_lacks_a_field_is_refused(finished_run, dataset, tmp_path):
+    config, _ = finished_run
+    arrays, metadata = checkpoint.load(os.path.join(config.out, train.CHECKPOINT))
+    del metadata["shuffle_rng"]
+    damaged = checkpoint.save(str(tmp_path / "damaged.npz"), arrays, metadata)
+    with pytest.raises(CheckpointError, match=r"lacks \['shuffle_rng'\]"):
+        train.Trainer(config, dataset).restore(damaged)
+
+
+def test_negative_subsets_are_refused():
+    with pytest.raises(ValueError, match="train_subset must be >= 0"):
+        train.Config(train_subset=-5).validate()

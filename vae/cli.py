@@ -63,6 +63,14 @@ def _add_train_flags(parser):
     add("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
 
+def _config_from_file(path, f):
+    """The run's Config from its config.json, or a CheckpointError naming the file."""
+    try:
+        return train.Config(**json.load(f))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"{path}: not a run's config.json ({err})") from None
+
+
 def _config_from(args):
     """Config from flags; on --resume, unset flags take the saved run's values."""
     base = DEFAULTS
@@ -71,7 +79,7 @@ def _config_from(args):
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: no such file; --resume needs an earlier run in --out")
         with open(path) as f:
-            base = train.Config(**json.load(f))
+            base = _config_from_file(path, f)
     values = dataclasses.asdict(base)
     for field in values:
         given = getattr(args, field, None)
@@ -120,7 +128,7 @@ def _load_run(folder):
     if not os.path.exists(config_path):
         raise CheckpointError(f"{config_path}: no such file; is {folder} a run folder?")
     with open(config_path) as f:
-        config = train.Config(**json.load(f))
+        config = _config_from_file(config_path, f)
     trainer = train.Trainer(config, data.load(config.data))
     trainer.restore(os.path.join(folder, train.CHECKPOINT))
     return trainer

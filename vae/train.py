@@ -65,6 +65,9 @@ class Config:
         for name in ("epochs", "batch_size", "hidden_dim", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("train_subset", "test_subset"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config: {name} must be >= 0 (0: all), got {getattr(self, name)}")
         if self.lr <= 0 or self.beta < 0 or self.warmup_epochs < 0:
             raise ValueError(f"config: lr must be > 0 and beta, warmup_epochs >= 0; got lr="
                              f"{self.lr}, beta={self.beta}, warmup_epochs={self.warmup_epochs}")
@@ -174,6 +177,10 @@ class Trainer:
         if metadata.get("format") != "minigrad-vae-checkpoint/1":
             raise checkpoint.CheckpointError(f"{path}: format {metadata.get('format')!r} is not "
                                              "a minigrad VAE checkpoint")
+        missing = [key for key in ("config", "epoch", "optimizer", "stream", "shuffle_rng",
+                                   "binarize_rng") if key not in metadata]
+        if missing:
+            raise checkpoint.CheckpointError(f"{path}: the metadata lacks {missing}")
         saved = metadata["config"]
         for name in ARCHITECTURE:
             value = saved.get(name, IMPLICIT_ARCHITECTURE.get(name))
@@ -187,10 +194,13 @@ class Trainer:
             self.optimizer.load_state_dict(_join_arrays(metadata["optimizer"], arrays))
         except (KeyError, ValueError, TypeError) as err:
             raise checkpoint.CheckpointError(f"{path}: does not fit this model ({err})") from None
-        self.epoch = int(metadata["epoch"])
-        self.stream.load_state_dict(metadata["stream"])
-        self.shuffle_rng.bit_generator.state = metadata["shuffle_rng"]
-        self.binarize_rng.bit_generator.state = metadata["binarize_rng"]
+        try:
+            self.epoch = int(metadata["epoch"])
+            self.stream.load_state_dict(metadata["stream"])
+            self.shuffle_rng.bit_generator.state = metadata["shuffle_rng"]
+            self.binarize_rng.bit_generator.state = metadata["binarize_rng"]
+        except (KeyError, ValueError, TypeError) as err:
+            raise checkpoint.CheckpointError(f"{path}: its RNG states are unreadable ({err})") from None
 
 
 def _split_arrays(value, prefix, arrays):

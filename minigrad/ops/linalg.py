@@ -46,6 +46,8 @@ def linear(x, weight, bias=None):
     temporary and a graph step per layer.
     """
     x = as_tensor(x)
+    weight = as_tensor(weight, like=x)
+    bias = None if bias is None else as_tensor(bias, like=x)
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0]:
         raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not fit: "
                          "expected (batch, in) and (in, out)")

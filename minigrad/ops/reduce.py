@@ -1,6 +1,4 @@
 """Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``)."""
-import builtins
-
 import numpy as np
 
 from minigrad.backend import namespace
@@ -12,11 +10,14 @@ def _axes(axis, ndim):
     """``axis`` as a sorted tuple of non-negative ints (None means every axis)."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+    normalised = tuple(sorted(int(a) % ndim for a in axes))
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"axis {axis} names a dimension twice")
+    return normalised
 
 
 def _expand(g, shape, axes, keepdims):
