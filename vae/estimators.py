@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 import minigrad as mg  # noqa: E402
+from kernels.families import LOG_2PI  # noqa: E402
 from minigrad.random import Stream  # noqa: E402
 from vae import data  # noqa: E402
 from vae.model import VAE  # noqa: E402
@@ -48,7 +49,6 @@ from vae.train import Config, Trainer  # noqa: E402
 
 ESTIMATORS = ("pathwise", "reinforce", "reinforce_loo")
 PARAMETERS = ("mu", "logvar")
-LOG_2PI = math.log(2 * math.pi)
 CHUNK_ROWS = 8192   # Gaussians per minigrad pass: bounds memory (a VAE row decodes 784 logits)
 BIAS_LIMIT = 5.0    # |mean - exact| / standard error above this counts as biased
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

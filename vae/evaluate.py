@@ -11,11 +11,11 @@ import math
 import numpy as np
 
 import minigrad as mg
+from kernels.families import LOG_2PI
 from minigrad.ops import families
 from minigrad.random import Stream
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: Cov_x(E_q[z_d]) above this marks unit d active
-LOG_2PI = math.log(2 * math.pi)
 
 
 def convention(binarize, samples=None, posterior="gaussian"):
