@@ -20,7 +20,6 @@ Results go to benchmarks/results/posteriors.{json,md} (``--stem`` changes the na
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -34,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.vae_cpu import cpu_info, git_commit  # noqa: E402
+from benchmarks.vae_cpu import cpu_info, git_commit, save_report  # noqa: E402
 from vae import data  # noqa: E402
 from vae.evaluate import convention, importance_weighted_bound  # noqa: E402
 from vae.model import POSTERIORS  # noqa: E402
@@ -140,14 +139,8 @@ def markdown(report):
 
 
 def write_report(report, out_dir, stem):
-    os.makedirs(out_dir, exist_ok=True)
     text = markdown(report)
-    paths = (os.path.join(out_dir, stem + ".json"), os.path.join(out_dir, stem + ".md"))
-    for path, content in zip(paths, (json.dumps(report, indent=2) + "\n", text)):
-        with open(path + ".tmp", "w") as f:  # a crash never leaves half a report
-            f.write(content)
-        os.replace(path + ".tmp", path)
-    return text, paths
+    return text, save_report(report, text, out_dir, stem)
 
 
 def parse_args(argv=None):

@@ -619,15 +619,21 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report, out_dir, stem):
+def save_report(report, text, out_dir, stem):
+    """Write ``stem``.json (the report) and ``stem``.md (its text); a crash never leaves half
+    of either.  Returns the two paths."""
     os.makedirs(out_dir, exist_ok=True)
-    text = markdown(report)
     paths = (os.path.join(out_dir, stem + ".json"), os.path.join(out_dir, stem + ".md"))
     for path, content in zip(paths, (json.dumps(report, indent=2) + "\n", text)):
         with open(path + ".tmp", "w") as f:
             f.write(content)
         os.replace(path + ".tmp", path)
-    return text, paths
+    return paths
+
+
+def write_report(report, out_dir, stem):
+    text = markdown(report)
+    return text, save_report(report, text, out_dir, stem)
 
 
 # --- main -------------------------------------------------------------------------------------

@@ -407,7 +407,7 @@ def test_reparam_cu_compiles_for_sm90_without_spills(tmp_path):
     output = result.stdout + result.stderr  # ptxas -v reports on stderr
     functions = parse_ptxas(output)
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
-    lines = [f"# ptxas report for kernels/reparam.cu, sm_90, written by tests/test_cuda_c.py",
+    lines = ["# ptxas report for kernels/reparam.cu, sm_90, written by tests/test_cuda_c.py",
              # no timestamp: the kept artifact changes only when the kernels or nvcc do
              f"# {version.strip().splitlines()[-1]}",
              "# command: " + " ".join(command).replace(f"{ROOT}/", "").replace(str(tmp_path),

@@ -184,20 +184,26 @@ def manifold(model, path, grid=20):
                          f"latent_dim={model.latent_dim}; use latent_scatter instead")
     if grid < 2:
         raise ValueError(f"manifold: grid must be at least 2, got {grid}")
-    side = _side(model, "manifold")
+    fig, ax = plt.subplots(figsize=(7, 7))
+    draw_manifold(ax, model, grid, "manifold")
+    ax.set_title(f"Decoded manifold: z at normal quantiles of 0.05 .. 0.95 ({grid} x {grid})",
+                 fontsize=9)
+    return _save(fig, path)
+
+
+def draw_manifold(ax, model, grid, caller):
+    """Decode the grid x grid latents of ``manifold_latents`` and draw them on ``ax``, the
+    axes ticked with the first and last latent values."""
+    side = _side(model, caller)
     z = manifold_latents(grid)                                             # (grid^2, 2)
     low, high = z[0, 0], z[-1, 0]
     canvas = _tile(decode_means(model, z), side, cols=grid, pad=0)
-    fig, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ticks = [side / 2 - 0.5, side * (grid - 1) + side / 2 - 0.5]           # first, last tile
     ax.set_xticks(ticks, [f"{low:.2f}", f"{high:.2f}"])
     ax.set_yticks(ticks, [f"{high:.2f}", f"{low:.2f}"])
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
-    ax.set_title(f"Decoded manifold: z at normal quantiles of 0.05 .. 0.95 ({grid} x {grid})",
-                 fontsize=9)
-    return _save(fig, path)
 
 
 def interpolation(model, image_a, image_b, path, steps=10):

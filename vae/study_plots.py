@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vae.plots import (_dtype, _save, _side, _tile, decode_means, manifold_latents,  # noqa: E402
+from vae.plots import (_dtype, _save, _side, _tile, decode_means, draw_manifold,  # noqa: E402
                        posterior_means)
 
 FRAME_INCHES = (6.0, 6.4)  # fixed figure size (no tight bbox): every GIF frame has one size
@@ -61,17 +61,8 @@ def manifold_frame(model, path, epoch, grid=15):
                          f"latent_dim={model.latent_dim}")
     if grid < 2:
         raise ValueError(f"manifold_frame: grid must be at least 2, got {grid}")
-    side = _side(model, "manifold_frame")
-    z = manifold_latents(grid)                                             # (grid^2, 2)
-    canvas = _tile(decode_means(model, z), side, cols=grid, pad=0)
     fig, ax = plt.subplots(figsize=FRAME_INCHES)
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ticks = [side / 2 - 0.5, side * (grid - 1) + side / 2 - 0.5]           # first, last tile
-    low, high = z[0, 0], z[-1, 0]
-    ax.set_xticks(ticks, [f"{low:.2f}", f"{high:.2f}"])
-    ax.set_yticks(ticks, [f"{high:.2f}", f"{low:.2f}"])
-    ax.set_xlabel("z[0]")
-    ax.set_ylabel("z[1]")
+    draw_manifold(ax, model, grid, "manifold_frame")
     ax.set_title(f"Decoded manifold after epoch {epoch}", fontsize=11)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=FRAME_DPI)
