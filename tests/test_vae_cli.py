@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--epochs", "2", "--train-subset", "512", "--test-subset", "256", "--hidden-dim", "32",
         "--latent-dim", "2", "--batch-size", "64", "--quiet"]
 RUN_PNGS = ["loss_curves.png", "reconstructions.png", "samples.png", "latent.png",
-            "interpolation.png", "manifold.png"]
+            "interpolation.png", "traversals.png", "manifold.png"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FLAGS = {
     "train": ["--data", "--out", "--epochs", "--batch-size", "--lr", "--hidden-dim",
@@ -251,3 +251,20 @@ def test_plot_run_skips_the_manifold_above_two_latent_dims(tmp_path):
                                                            if name != "manifold.png"]
     assert all(is_png(path) for path in paths)
     assert not os.path.exists(tmp_path / "manifold.png")
+
+
+def test_plot_run_assembles_the_manifold_frames_into_a_gif(tmp_path):
+    from vae import study_plots
+    rng = np.random.default_rng(0)
+    record = {"epoch": 1, "train_loss": 3.0, "test_neg_elbo": 2.5, "convention": convention("none")}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    model = tiny_vae(latent_dim=2)
+    for epoch in (1, 2):
+        study_plots.manifold_frame(model, str(tmp_path / "frames" / f"epoch_{epoch:03d}.png"),
+                                   epoch, grid=3)
+    trainer = types.SimpleNamespace(model=model, test_images=rng.random((30, 4)),
+                                    test_labels=rng.integers(0, 10, 30))
+    paths = plots.plot_run(str(tmp_path), trainer)
+    assert os.path.basename(paths[-1]) == "manifold.gif"
+    with open(paths[-1], "rb") as f:
+        assert f.read(6) in (b"GIF87a", b"GIF89a")

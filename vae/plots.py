@@ -5,6 +5,7 @@ Every function takes arrays (or the model) and a path, draws with the Agg backen
 needed), saves the PNG, closes the figure and returns the path.  Images are decoded as
 sigmoid(decode(z)), the Bernoulli means; z of a test image is its posterior mean, not a draw.
 """
+import glob
 import math
 import os
 import statistics
@@ -228,7 +229,9 @@ def _distinct_pair(labels):
 
 
 def plot_run(folder, trainer):
-    """Every figure of the run in ``folder`` (manifold only when latent_dim == 2); the paths."""
+    """Every figure of the run in ``folder``: losses, reconstructions, prior samples, latent
+    scatter, interpolation, latent traversals, and for a 2-D latent space the manifold (and the
+    GIF of its per-epoch frames when the run kept them); returns the paths."""
     model, images, labels = trainer.model, trainer.test_images, trainer.test_labels
     a, b = _distinct_pair(labels)
     paths = [
@@ -238,6 +241,12 @@ def plot_run(folder, trainer):
         latent_scatter(model, images, labels, os.path.join(folder, "latent.png")),
         interpolation(model, images[a], images[b], os.path.join(folder, "interpolation.png")),
     ]
+    from vae import study_plots  # it draws with this module's helpers: imported here, not above
+    paths.append(study_plots.latent_traversals(model, images[a],
+                                               os.path.join(folder, "traversals.png")))
     if model.latent_dim == 2:
         paths.append(manifold(model, os.path.join(folder, "manifold.png")))
+    frames = sorted(glob.glob(os.path.join(folder, "frames", "epoch_*.png")))
+    if frames:  # --manifold-frames: the manifold as it was made, epoch by epoch
+        paths.append(study_plots.frames_to_gif(frames, os.path.join(folder, "manifold.gif")))
     return paths
