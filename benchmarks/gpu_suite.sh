@@ -43,7 +43,11 @@ step pytest env MINIGRAD_REAL_GPU=1 "$PYTHON" -m pytest -q -ra tests/
 step kernel_report "$PYTHON" benchmarks/kernel_report.py
 step reparam_benchmark "$PYTHON" benchmarks/reparam.py --device gpu
 if [[ -f benchmarks/vae_gpu.py ]]; then
-    step vae_benchmark "$PYTHON" benchmarks/vae_gpu.py
+    # batch 128 and 4096, 5 interleaved epochs each, the step profile, and the CUDA-graph replay
+    step vae_benchmark "$PYTHON" benchmarks/vae_gpu.py --epochs 5 --batch-sizes 128,4096 \
+        --cuda-graph
+    step vae_benchmark_numba_cuda "$PYTHON" benchmarks/vae_gpu.py --epochs 1 --batch-sizes 128 \
+        --kernel-backend numba_cuda --no-torch --out "$RESULTS/vae_gpu_numba_cuda"
 fi
 
 echo "logs and figures: $RESULTS (stamp $STAMP)"

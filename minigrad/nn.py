@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from minigrad import ops
-from minigrad.backend import is_float_dtype, namespace
+from minigrad.backend import check_device, is_float_dtype, namespace, to_device
 from minigrad.tensor import Tensor, as_tensor
 
 
@@ -90,6 +90,20 @@ class Module:
         """Drop every parameter's gradient (the next backward starts from None)."""
         for tensor in self.parameters():
             tensor.grad = None
+
+    def to(self, device):
+        """Move every parameter to ``device`` ("cpu" or "cuda") in place; returns self.
+
+        Each parameter stays the same Tensor (an optimizer holding it stays valid) and gets new
+        ``.data`` (and ``.grad``, if it has one) on the device.  An optimizer's state follows
+        its parameters at the next step.
+        """
+        check_device(device)
+        for tensor in self.parameters():
+            tensor.data = to_device(tensor.data, device)
+            if tensor.grad is not None:
+                tensor.grad = to_device(tensor.grad, device)
+        return self
 
     def train(self, mode=True):
         """Set ``training`` on this module and every sub-Module; returns self."""

@@ -1,8 +1,10 @@
 """Optimizers: SGD (with momentum and Nesterov) and Adam, each with PyTorch's update rule.
 
-A step runs in place in each parameter's dtype, through the array's namespace (NumPy, or CuPy
-later), and reuses scratch arrays made once per parameter: nothing parameter-sized is allocated
-per step.  A parameter whose ``.grad`` is None is skipped and its state left alone, as in PyTorch.
+A step runs in place in each parameter's dtype, through the array's namespace (NumPy or CuPy),
+and reuses scratch arrays made once per parameter: nothing parameter-sized is allocated per step.
+State lives on its parameter's device and follows it when ``Module.to`` moves the parameter;
+``state_dict`` always returns NumPy arrays, and ``load_state_dict`` puts them on the parameter's
+device.  A parameter whose ``.grad`` is None is skipped and its state left alone, as in PyTorch.
 
 ``state_dict()`` holds only arrays and plain numbers, so a checkpoint needs no pickle:
 
@@ -16,7 +18,7 @@ import re
 import numpy as np
 
 from kernels.adam_cpu import adam_update
-from minigrad.backend import namespace
+from minigrad.backend import check_same_device, device_of, namespace, to_device
 from minigrad.tensor import Tensor
 
 
@@ -48,6 +50,7 @@ class Optimizer:
         self.step_count = 0
         self.state = [{} for _ in self.params]     # per parameter: state_ints and state_arrays
         self._scratch = [[] for _ in self.params]  # per parameter: reusable temporaries
+        self._array_types = [None for _ in self.params]  # per parameter: type of its data
 
     def zero_grad(self):
         """Set every parameter's gradient to None."""
@@ -63,7 +66,21 @@ class Optimizer:
             if tuple(p.grad.shape) != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape}, "
                                  f"its grad has shape {tuple(p.grad.shape)}")
+            check_same_device(f"{type(self).__name__}.step (parameter {i} and its grad)",
+                              p.data, p.grad)
+            if type(p.data) is not self._array_types[i]:  # first step, or Module.to moved it
+                self._follow(i, p.data)
             self._update(i, p.data, p.grad)
+
+    def _follow(self, i, like):
+        """Parameter i is new to this array type (first step, or moved by ``Module.to``): move
+        its state to its device, drop scratch arrays made for another one."""
+        self._array_types[i] = type(like)
+        device = device_of(like)
+        for key in self.state_arrays:
+            if key in self.state[i]:
+                self.state[i][key] = to_device(self.state[i][key], device)
+        self._scratch[i] = []
 
     def _scratch_arrays(self, i, like, count):
         """``count`` temporaries shaped like parameter i, made on first use and then reused."""
@@ -221,7 +238,8 @@ class Adam(Optimizer):
     ``fused=False``.  For float16 parameters the threshold (6e-5) is coarse: pass 0 there.
 
     ``fused`` (default) runs the update of float32 and float64 NumPy parameters as one Numba
-    loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise.
+    loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise, and of
+    CuPy parameters as one elementwise kernel (``kernels.adam_cupy``; equal up to FMA rounding).
     """
 
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
@@ -260,14 +278,18 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = (1 - self.beta2 ** t) ** 0.5
         flush = self.flush_denormals_every and self.step_count % self.flush_denormals_every == 0
-        if (xp is np and self.fused and p.dtype in _FUSED_DTYPES
-                and p.flags.c_contiguous and g.flags.c_contiguous):
+        if self.fused and p.dtype in _FUSED_DTYPES:
             dtype = p.dtype.type
-            adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                        dtype(1 - self.beta1), dtype(self.beta2), dtype(1 - self.beta2),
-                        dtype(step_size), dtype(bias_correction2_sqrt), dtype(self.eps),
-                        dtype(self.weight_decay), np.finfo(p.dtype).tiny if flush else dtype(0))
-            return
+            scalars = (dtype(1 - self.beta1), dtype(self.beta2), dtype(1 - self.beta2),
+                       dtype(step_size), dtype(bias_correction2_sqrt), dtype(self.eps),
+                       dtype(self.weight_decay), np.finfo(p.dtype).tiny if flush else dtype(0))
+            if xp is np and p.flags.c_contiguous and g.flags.c_contiguous:
+                adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars)
+                return
+            if xp is not np:  # CuPy: one elementwise kernel (imported on a GPU's first step)
+                from kernels.adam_cupy import adam_update as adam_update_cupy
+                adam_update_cupy(p, g, m, v, *scalars)
+                return
         scratch = self._scratch_arrays(i, p, 2 if self.weight_decay else 1)
         s = scratch[0]
         if self.weight_decay:
@@ -292,7 +314,8 @@ class Adam(Optimizer):
             tiny = np.finfo(p.dtype).tiny
             for moment in (m, v):
                 xp.abs(moment, out=s)
-                moment[s < tiny] = 0  # the boolean mask is allocated only once per flush
+                # NOTE: copyto, not moment[mask] = 0, whose CuPy form may synchronise
+                xp.copyto(moment, 0, where=s < tiny)
 
 
 _FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the Numba loop compiles for

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 
 from minigrad import graph
-from minigrad.backend import is_float_dtype, namespace
+from minigrad.backend import check_device, device_of, is_float_dtype, namespace, to_device
 
 _hook_ids = itertools.count()
 
@@ -70,6 +70,11 @@ class Tensor:
         return self.data.size
 
     @property
+    def device(self):
+        """Where the data lives: "cpu" (NumPy) or "cuda" (CuPy)."""
+        return device_of(self.data)
+
+    @property
     def op(self):
         """Name of the op that made this tensor, or None for a leaf."""
         return None if self._node is None else self._node.op
@@ -106,6 +111,18 @@ class Tensor:
     def backward(self, grad=None, retain_graph=False):
         """Reverse mode from this tensor; see ``minigrad.graph.backward``."""
         graph.backward(self, grad, retain_graph)
+
+    def to(self, device):
+        """This tensor on ``device`` ("cpu" or "cuda"), as a new tensor of the graph.
+
+        Differentiable: the VJP moves the gradient back to this tensor's device.  On the same
+        device the data is shared, not copied.  A leaf that requires grad stays where it is, so
+        to move a model's parameters in place use ``nn.Module.to``.
+        """
+        check_device(device)
+        source = self.device
+        moved = to_device(self.data, device)
+        return graph.make_node(moved, (self,), lambda g: (to_device(g, source),), "to")
 
     def detach(self):
         """The same data, cut from the graph (shares memory)."""
@@ -220,16 +237,29 @@ class Tensor:
 
 def as_tensor(value, like=None):
     """``value`` as a Tensor; a Python scalar takes the float dtype of ``like`` (NumPy's rule
-    for weak scalars), so ``0.5 * x`` stays float32 when x is."""
+    for weak scalars), so ``0.5 * x`` stays float32 when x is.
+
+    Scalars and lists are made on ``like``'s device; an array stays where it is (an op given
+    arrays on two devices raises, it never copies one of them over).
+    """
     if isinstance(value, Tensor):
         return value
-    if like is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-        xp = namespace(like.data)
+    if like is None:
+        return Tensor(value)
+    xp = namespace(like.data)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         dtype = like.dtype if is_float_dtype(like.dtype) else None
-        return Tensor._wrap(xp.asarray(value, dtype=dtype))
-    if like is not None and namespace(like.data) is not np:
-        return Tensor._wrap(namespace(like.data).asarray(value))
-    return Tensor(value)
+        if xp is np:
+            return Tensor._wrap(np.asarray(value, dtype=dtype))
+        # NOTE: a fill kernel, not a host-to-device copy: it may run inside a CUDA graph capture
+        return Tensor._wrap(xp.full((), value, dtype=dtype))
+    if xp is np or isinstance(value, xp.ndarray):
+        return Tensor(value)
+    if isinstance(value, np.ndarray):
+        return Tensor(value)  # a host array next to a device tensor: the op's device check names it
+    if isinstance(value, np.generic):
+        return Tensor._wrap(xp.full((), value, dtype=value.dtype))
+    return Tensor._wrap(xp.asarray(value))  # a Python list or bool, made on like's device
 
 
 from minigrad import ops  # noqa: E402  (ops import Tensor; the operators need ops)

@@ -1,16 +1,12 @@
 """Training instrumentation: --log-grads records every parameter's mean gradient norm per epoch
 (checked by hand on a one-step run) and plots them through vae.study_plots; --manifold-frames
-writes one frame per epoch for latent_dim 2 and is refused for other latent sizes.  vae.study_plots
-is replaced by a recorder here, so these tests check this side of the interface alone."""
+writes one frame per epoch for latent_dim 2 and is refused for other latent sizes."""
 import math
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
 
-import vae
 from minigrad.random import Stream
 from vae import cli, train
 from vae.model import VAE
@@ -30,36 +26,6 @@ def dataset():
 
 def tiny_config(out, **overrides):
     return train.Config(**dict(TINY, out=str(out), epochs=2, quiet=True) | overrides)
-
-
-@pytest.fixture
-def study_plots(monkeypatch):
-    """A stand-in vae.study_plots that records its calls and writes a PNG signature."""
-    calls = []
-    module = types.ModuleType("vae.study_plots")
-
-    def grad_norms(metrics, path):
-        calls.append(("grad_norms", [dict(r) for r in metrics], path))
-        with open(path, "wb") as f:
-            f.write(PNG)
-        return path
-
-    def manifold_frame(model, path, epoch, grid=15):
-        calls.append(("manifold_frame", model.latent_dim, path, epoch, grid))
-        with open(path, "wb") as f:
-            f.write(PNG)
-        return path
-    module.grad_norms, module.manifold_frame = grad_norms, manifold_frame
-    monkeypatch.setitem(sys.modules, "vae.study_plots", module)
-    monkeypatch.setattr(vae, "study_plots", module, raising=False)
-    return calls
-
-
-@pytest.fixture
-def no_study_plots(monkeypatch):
-    """vae.study_plots not importable, as before its author lands it."""
-    monkeypatch.setitem(sys.modules, "vae.study_plots", None)  # import raises ImportError
-    monkeypatch.delattr(vae, "study_plots", raising=False)
 
 
 # --- --log-grads ----------------------------------------------------------------------------------
@@ -115,23 +81,19 @@ def test_grad_norms_are_the_mean_over_the_epochs_steps(dataset, tmp_path):
                                                           rel=1e-12)
 
 
-def test_cli_log_grads_plots_through_study_plots(tmp_path, study_plots, capsys):
+def test_cli_log_grads_draws_the_gradient_norms(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert cli.main(["train", "--epochs", "2", "--log-grads", "--out", out,
                      *flags_for(TINY)]) == 0
-    [(kind, metrics, path)] = [c for c in study_plots if c[0] == "grad_norms"]
-    assert path == os.path.join(out, "grad_norms.png") and os.path.exists(path)
-    assert [set(r["grad_norms"]) for r in metrics] == [PARAMETERS, PARAMETERS]
+    path = os.path.join(out, "grad_norms.png")
     assert f"wrote {path}" in capsys.readouterr().out
+    assert is_png(path)
+    assert [set(r["grad_norms"]) for r in train.read_metrics(out)] == [PARAMETERS, PARAMETERS]
 
 
-def test_cli_log_grads_without_study_plots_notes_it_and_succeeds(tmp_path, no_study_plots,
-                                                                 capsys):
-    out = str(tmp_path / "run")
-    assert cli.main(["train", "--epochs", "1", "--log-grads", "--out", out,
-                     *flags_for(TINY)]) == 0
-    assert "note: gradient-norm plot skipped" in capsys.readouterr().out
-    assert "grad_norms" in train.read_metrics(out)[0]
+def is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG
 
 
 def flags_for(settings):
@@ -140,27 +102,30 @@ def flags_for(settings):
 
 
 # --- --manifold-frames ----------------------------------------------------------------------------
-def test_manifold_frames_writes_one_png_per_epoch(dataset, tmp_path, study_plots):
+def test_manifold_frames_writes_one_png_per_epoch(dataset, tmp_path):
     config = tiny_config(tmp_path, epochs=3, manifold_frames=True)
     train.run(config, dataset=dataset, log=silent)
     folder = os.path.join(config.out, "frames")
     assert sorted(os.listdir(folder)) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
-    assert [c[1:] for c in study_plots] == [
-        (2, os.path.join(folder, f"epoch_{e:03d}.png"), e, 15) for e in (1, 2, 3)]
+    assert all(is_png(os.path.join(folder, name)) for name in os.listdir(folder))
 
 
-def test_manifold_frames_continue_after_resume(dataset, tmp_path, study_plots):
+def test_manifold_frames_continue_after_resume(dataset, tmp_path):
     train.run(tiny_config(tmp_path, epochs=1, manifold_frames=True), dataset=dataset, log=silent)
+    first = os.path.getmtime(os.path.join(tmp_path, "frames", "epoch_001.png"))
     train.run(tiny_config(tmp_path, epochs=2, manifold_frames=True), resume=True,
               dataset=dataset, log=silent)
-    assert [c[3] for c in study_plots] == [1, 2]
+    assert sorted(os.listdir(os.path.join(tmp_path, "frames"))) == ["epoch_001.png",
+                                                                    "epoch_002.png"]
+    assert os.path.getmtime(os.path.join(tmp_path, "frames", "epoch_001.png")) == first
 
 
-def test_manifold_frames_need_latent_dim_2(dataset, tmp_path, study_plots):
+def test_manifold_frames_need_latent_dim_2(dataset, tmp_path):
     with pytest.raises(ValueError, match="latent_dim == 2, got latent_dim=3"):
         train.run(tiny_config(tmp_path, latent_dim=3, manifold_frames=True), dataset=dataset,
                   log=silent)
-    assert study_plots == [] and not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
+    assert not os.path.exists(os.path.join(tmp_path, "frames"))
+    assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
 
 
 def test_cli_manifold_frames_for_latent_dim_3_is_an_error(tmp_path, capsys):
@@ -170,17 +135,8 @@ def test_cli_manifold_frames_for_latent_dim_3_is_an_error(tmp_path, capsys):
     assert "latent_dim=3" in capsys.readouterr().err
 
 
-def test_manifold_frames_without_study_plots_note_it_and_train(dataset, tmp_path,
-                                                               no_study_plots):
-    lines = []
-    train.run(tiny_config(tmp_path, epochs=1, manifold_frames=True), dataset=dataset,
-              log=lines.append)
-    assert any("--manifold-frames skipped" in line for line in lines)
-    assert len(train.read_metrics(str(tmp_path))) == 1
-
-
 def test_with_the_real_study_plots_frames_and_grad_norms_are_pngs(dataset, tmp_path):
-    real = pytest.importorskip("vae.study_plots", reason="vae/study_plots.py not landed yet")
+    from vae import study_plots as real
     config = tiny_config(tmp_path, manifold_frames=True, log_grads=True)
     train.run(config, dataset=dataset, log=silent)
     paths = [os.path.join(config.out, "frames", f"epoch_{e:03d}.png") for e in (1, 2)]

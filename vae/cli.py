@@ -2,6 +2,7 @@
 
     python -m vae train --epochs 10 --out runs/mnist     # trains, evaluates, plots
     python -m vae train --posterior laplace --log-grads   # another posterior; gradient norms
+    python -m vae train --device cuda                     # on a GPU (CuPy); plots on the CPU
     python -m vae eval runs/mnist --iw 1000               # test -ELBO and -log p(x) by IWAE
     python -m vae sample runs/mnist --count 64            # a grid of digits from the prior
     python -m vae plot runs/mnist                          # every figure of a run again
@@ -13,6 +14,7 @@ import os
 import sys
 
 
+from minigrad.backend import DEVICES, DeviceUnavailableError
 from vae import data, train
 from vae.checkpoint import CheckpointError
 from vae.data import DataError
@@ -55,6 +57,13 @@ def _add_train_flags(parser):
     add("--manifold-frames", action="store_true", default=None,
         help="after every epoch draw the decoded manifold into frames/epoch_XXX.png "
              "(latent_dim 2 only)")
+    add("--device", choices=DEVICES, default=None,
+        help="where the model, the data and every training step live; 'cuda' needs CuPy and an "
+             "NVIDIA GPU, and reads the loss back every "
+             f"{train.LOSS_READ_EVERY} steps (default: {DEFAULTS.device})")
+    add("--kernel-backend", choices=train.KERNEL_BACKENDS, default=None,
+        help="with --device cuda: the fused sampling+KL kernel, CuPy's NVRTC build or Numba "
+             "CUDA (default: by array type, cupy)")
     add("--iw", type=int, default=0, help="after training, estimate -log p(x) with the "
                                           "importance-weighted bound with K samples (0: skip)")
     add("--iw-subset", type=int, default=1000, help="test images for --iw (default: %(default)s)")
@@ -87,32 +96,21 @@ def _config_from(args):
             values[field] = given
     values["out"] = args.out
     values["quiet"] = args.quiet
+    if args.device == "cpu" and args.kernel_backend is None:
+        values["kernel_backend"] = None  # a GPU run resumed on the CPU drops its GPU kernel
     return train.Config(**values)
 
 
 def cmd_train(args):
     config = _config_from(args)
     trainer = train.run(config, resume=args.resume)
+    trainer.model.to("cpu")  # the bound and the figures below read the model on the host
     if args.iw:
         _report_iw(trainer.model, trainer.test_images[:args.iw_subset], args.iw, config)
     if not args.no_plots:
         from vae import plots
         for path in plots.plot_run(config.out, trainer=trainer):
             print(f"wrote {path}")
-        if config.log_grads:
-            _plot_grad_norms(config.out)
-
-
-def _plot_grad_norms(folder):
-    """grad_norms.png of a run's metrics; a note instead while vae.study_plots is missing."""
-    try:
-        from vae import study_plots
-    except ImportError as err:
-        print(f"note: gradient-norm plot skipped: vae.study_plots is not importable ({err})")
-        return None
-    path = study_plots.grad_norms(train.read_metrics(folder), os.path.join(folder, "grad_norms.png"))
-    print(f"wrote {path}")
-    return path
 
 
 def _report_iw(model, images, samples, config):
@@ -129,6 +127,8 @@ def _load_run(folder):
         raise CheckpointError(f"{config_path}: no such file; is {folder} a run folder?")
     with open(config_path) as f:
         config = _config_from_file(config_path, f)
+    # eval, sample and plot run on the CPU, whatever device trained the run
+    config = dataclasses.replace(config, device="cpu", kernel_backend=None)
     trainer = train.Trainer(config, data.load(config.data))
     trainer.restore(os.path.join(folder, train.CHECKPOINT))
     return trainer
@@ -157,13 +157,11 @@ def cmd_plot(args):
     trainer = _load_run(args.run)
     for path in plots.plot_run(args.run, trainer=trainer):
         print(f"wrote {path}")
-    if trainer.config.log_grads:
-        _plot_grad_norms(args.run)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m vae", description=
-                                     "A VAE on MNIST trained with minigrad, on the CPU.")
+                                     "A VAE on MNIST trained with minigrad, on the CPU or a GPU.")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="train (or --resume) a VAE into a run folder")
     _add_train_flags(p)
@@ -189,7 +187,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, CheckpointError, train.TrainingError, ValueError, OSError) as err:
+    except (DataError, CheckpointError, train.TrainingError, DeviceUnavailableError, ValueError,
+            OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

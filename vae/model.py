@@ -39,13 +39,15 @@ class VAE(nn.Module):
     """Encoder and decoder MLPs with one hidden ReLU layer each."""
 
     def __init__(self, input_dim=784, hidden_dim=400, latent_dim=20, rng=None, dtype=np.float32,
-                 posterior="gaussian"):
+                 posterior="gaussian", kernel_backend=None):
         if posterior not in POSTERIORS:
             raise ValueError(f"VAE: unknown posterior {posterior!r}; known posteriors are "
                              f"{', '.join(POSTERIORS)}")
         rng = np.random.default_rng(0) if rng is None else rng
         self.input_dim, self.hidden_dim, self.latent_dim = input_dim, hidden_dim, latent_dim
         self.posterior = posterior
+        # the Gaussian sampling node's kernel (kernels.forward's backend; None: by array type)
+        self.kernel_backend = kernel_backend
         self.encoder_hidden = nn.Linear(input_dim, hidden_dim, dtype=dtype, rng=rng)
         self.encoder_heads = nn.Linear(hidden_dim, 2 * latent_dim, dtype=dtype, rng=rng)
         self.decoder_hidden = nn.Linear(latent_dim, hidden_dim, dtype=dtype, rng=rng)
@@ -85,7 +87,8 @@ class VAE(nn.Module):
         x = mg.as_tensor(x)
         batch = x.shape[0]
         mu, logvar = self.encode(x)
-        z, kl_sum = mg.reparameterize_kl(mu, logvar, beta / batch, stream=stream)
+        z, kl_sum = mg.reparameterize_kl(mu, logvar, beta / batch, stream=stream,
+                                         backend=self.kernel_backend)
         logits = self.decode(z)
         reconstruction = mg.binary_cross_entropy_with_logits(logits, x, reduction="sum") / batch
         kl = kl_sum / batch
@@ -113,7 +116,7 @@ class VAE(nn.Module):
         """One z ~ q(z | x) per row of x, drawn from ``stream``."""
         first, second = self.encode(x)
         if self.posterior == "gaussian":
-            return mg.reparameterize(first, second, stream=stream)
+            return mg.reparameterize(first, second, stream=stream, backend=self.kernel_backend)
         return mg.reparameterize_family(first, second, self.posterior, stream=stream)
 
     def forward(self, x, stream):

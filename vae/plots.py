@@ -234,8 +234,9 @@ def plot_run(folder, trainer):
     GIF of its per-epoch frames when the run kept them); returns the paths."""
     model, images, labels = trainer.model, trainer.test_images, trainer.test_labels
     a, b = _distinct_pair(labels)
+    metrics = train.read_metrics(folder)
     paths = [
-        loss_curves(train.read_metrics(folder), os.path.join(folder, "loss_curves.png")),
+        loss_curves(metrics, os.path.join(folder, "loss_curves.png")),
         reconstructions(model, images, os.path.join(folder, "reconstructions.png")),
         prior_samples(model, os.path.join(folder, "samples.png")),
         latent_scatter(model, images, labels, os.path.join(folder, "latent.png")),
@@ -244,6 +245,8 @@ def plot_run(folder, trainer):
     from vae import study_plots  # it draws with this module's helpers: imported here, not above
     paths.append(study_plots.latent_traversals(model, images[a],
                                                os.path.join(folder, "traversals.png")))
+    if any("grad_norms" in record for record in metrics):  # the run had --log-grads
+        paths.append(study_plots.grad_norms(metrics, os.path.join(folder, "grad_norms.png")))
     if model.latent_dim == 2:
         paths.append(manifold(model, os.path.join(folder, "manifold.png")))
     frames = sorted(glob.glob(os.path.join(folder, "frames", "epoch_*.png")))

@@ -6,6 +6,14 @@ or state-based and saved in the checkpoint (the sampling stream's (seed, offset)
 and binarization generators' states, Adam's moments and step), so 5 epochs + resume 5 epochs
 gives the same parameters, bit for bit, as 10 epochs straight.
 
+On a GPU (``device="cuda"``) the model and both image sets are copied to the device once; the
+shuffle order is still drawn from the host Generator (whose state the checkpoint saves) and
+moved over, 8 bytes per image per epoch; dynamic binarization draws on the device from a CuPy
+generator seeded once per epoch from the host binarization Generator, so resume stays exact (the
+draws differ from a CPU run's).  The loss is read back to the host only every
+``LOSS_READ_EVERY`` steps and at the end of the epoch, for the progress bar and the NaN check,
+which then names the first window of steps whose loss was not finite.
+
 Optional records: ``log_grads`` adds each parameter's gradient L2 norm, averaged over the epoch's
 steps, to every metrics line as "grad_norms"; ``manifold_frames`` (latent_dim 2) draws the
 decoded manifold after every epoch into ``frames/epoch_XXX.png`` (vae.study_plots).
@@ -20,6 +28,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from minigrad.backend import DEVICES, namespace, to_device
 from minigrad.optim import Adam
 from minigrad.random import Stream
 from vae import checkpoint, data
@@ -32,6 +41,10 @@ ARCHITECTURE = ("input_dim", "hidden_dim", "latent_dim", "posterior")
 IMPLICIT_ARCHITECTURE = {"posterior": "gaussian"}
 FRAMES = "frames"
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own stream, never the training one
+# steps between reads of the loss on a GPU: each read waits for the device (1 on the CPU,
+# where reading is free); about 9 reads per epoch at batch 128
+LOSS_READ_EVERY = 50
+KERNEL_BACKENDS = ("cupy", "numba_cuda")
 
 
 class TrainingError(RuntimeError):
@@ -60,6 +73,8 @@ class Config:
     log_grads: bool = False
     manifold_frames: bool = False
     quiet: bool = False
+    device: str = "cpu"
+    kernel_backend: str = None  # the sampling kernel on a GPU; None: by array type (cupy)
 
     def validate(self):
         for name in ("epochs", "batch_size", "hidden_dim", "latent_dim"):
@@ -76,6 +91,19 @@ class Config:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"config: posterior must be one of {', '.join(POSTERIORS)}, "
                              f"got {self.posterior!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"config: device must be one of {', '.join(DEVICES)}, "
+                             f"got {self.device!r}")
+        if self.kernel_backend is not None and (self.kernel_backend not in KERNEL_BACKENDS
+                                                or self.device != "cuda"):
+            raise ValueError(f"config: kernel_backend must be one of {', '.join(KERNEL_BACKENDS)} "
+                             f"with device 'cuda', got {self.kernel_backend!r} on "
+                             f"{self.device!r}")
+        if self.device == "cuda" and (self.posterior != "gaussian" or self.manifold_frames):
+            raise ValueError("config: device 'cuda' trains the gaussian posterior without "
+                             f"manifold frames (their kernels and plots run on the CPU); got "
+                             f"posterior={self.posterior!r}, "
+                             f"manifold_frames={self.manifold_frames}")
         if self.manifold_frames and self.latent_dim != 2:
             raise ValueError(f"config: manifold_frames draws the 2-D latent manifold and needs "
                              f"latent_dim == 2, got latent_dim={self.latent_dim}")
@@ -93,7 +121,9 @@ class Trainer:
             raise ValueError(f"config: input_dim is {config.input_dim} but the images have "
                              f"{self.train_images.shape[1]} pixels")
         self.model = VAE(config.input_dim, config.hidden_dim, config.latent_dim,
-                         rng=np.random.default_rng(config.seed), posterior=config.posterior)
+                         rng=np.random.default_rng(config.seed), posterior=config.posterior,
+                         kernel_backend=config.kernel_backend)
+        self.model.to(config.device)  # initialised on the host, so every device starts equal
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
         self.stream = Stream(config.seed)
         self.shuffle_rng = np.random.default_rng([config.seed, 1])
@@ -102,6 +132,9 @@ class Trainer:
             # NOTE: the test set is binarized once, with a fixed draw, as in the literature
             self.test_images = data.dynamic_binarize(self.test_images,
                                                      np.random.default_rng([config.seed, 3]))
+        # the images the steps read: the host arrays themselves, or one copy of each on the GPU
+        self.train_resident = to_device(self.train_images, config.device)
+        self.test_resident = to_device(self.test_images, config.device)
         self.epoch = 0
         self.steps_per_epoch = math.ceil(len(self.train_images) / config.batch_size)
         self.grad_norms = None  # {parameter name: mean L2 norm} of the last epoch, with log_grads
@@ -120,41 +153,62 @@ class Trainer:
         With ``log_grads``, also sets ``grad_norms``: each parameter's gradient L2 norm (in
         float64), averaged over the epoch's steps.
         """
-        config, images = self.config, self.train_images
-        order = self.shuffle_rng.permutation(len(images))
+        config, images = self.config, self.train_resident
+        xp = namespace(images)
+        # NOTE: drawn on the host in every case, so the saved Generator state is the whole story
+        order = to_device(self.shuffle_rng.permutation(len(images)), config.device)
+        binarize_rng = self._binarize_generator() if config.binarize == "dynamic" else None
+        read_every = 1 if config.device == "cpu" else LOSS_READ_EVERY
         total, seen = 0.0, 0
+        window, window_sizes = [], []  # losses (device scalars) not yet read, and batch sizes
         parameters = self.model.named_parameters()
         norm_sums = dict.fromkeys((name for name, _ in parameters), 0.0)
         for step in range(self.steps_per_epoch):
             rows = order[step * config.batch_size:(step + 1) * config.batch_size]
             x = images[rows]
-            if config.binarize == "dynamic":
-                x = data.dynamic_binarize(x, self.binarize_rng)
+            if binarize_rng is not None:
+                x = data.dynamic_binarize(x, binarize_rng)
             global_step = self.epoch * self.steps_per_epoch + step
             loss = self.model.loss(x, self.stream, self.beta_at(global_step)).total
-            value = float(loss.data)
-            if not math.isfinite(value):
-                raise TrainingError(f"epoch {self.epoch + 1}, step {step + 1}: the loss is {value}; "
-                                    f"stopped, the last good checkpoint is kept")
+            window.append(loss.data)
+            window_sizes.append(len(x))
+            if len(window) == read_every or step + 1 == self.steps_per_epoch:
+                # the one read of the device per window: checked before this step's update
+                values = to_device(xp.stack(window).astype(np.float64), "cpu").tolist()
+                for value, size in zip(values, window_sizes):
+                    if not math.isfinite(value):
+                        first = step + 2 - len(window)
+                        steps = f"step {step + 1}" if first == step + 1 else \
+                            f"steps {first}-{step + 1} (the loss is read every {read_every})"
+                        raise TrainingError(f"epoch {self.epoch + 1}, {steps}: the loss is {value}; "
+                                            f"stopped, the last good checkpoint is kept")
+                    total += value * size
+                    seen += size
+                if progress is not None:
+                    progress.update(sum(window_sizes))
+                    progress.set_postfix(loss=f"{total / seen:.2f}", refresh=False)
+                window, window_sizes = [], []
             self.optimizer.zero_grad()
             loss.backward()
             if config.log_grads:
-                for name, tensor in parameters:
-                    norm_sums[name] += float(np.linalg.norm(tensor.grad.astype(np.float64).ravel()))
+                for name, tensor in parameters:  # summed on the device, read once per epoch
+                    norm_sums[name] = norm_sums[name] + xp.linalg.norm(
+                        tensor.grad.astype(np.float64).ravel())
             self.optimizer.step()
-            total += value * len(x)
-            seen += len(x)
-            if progress is not None:
-                progress.update(len(x))
-                progress.set_postfix(loss=f"{total / seen:.2f}", refresh=False)
         self.epoch += 1
         if config.log_grads:
-            self.grad_norms = {name: value / self.steps_per_epoch
+            self.grad_norms = {name: float(value) / self.steps_per_epoch
                                for name, value in norm_sums.items()}
         return total / seen
 
+    def _binarize_generator(self):
+        """What ``data.dynamic_binarize`` draws from this epoch: the host Generator itself on the
+        CPU; on a GPU a CuPy generator seeded from it (one host draw per epoch)."""
+        if self.config.device == "cpu":
+            return self.binarize_rng
+        return _DeviceUniforms(int(self.binarize_rng.integers(2**63)))
     def evaluate(self):
-        return evaluate(self.model, self.test_images, self.config.seed + EVAL_SEED_OFFSET)
+        return evaluate(self.model, self.test_resident, self.config.seed + EVAL_SEED_OFFSET)
 
     # --- checkpoints ------------------------------------------------------------------------
     def save(self, path):
@@ -201,6 +255,18 @@ class Trainer:
             self.binarize_rng.bit_generator.state = metadata["binarize_rng"]
         except (KeyError, ValueError, TypeError) as err:
             raise checkpoint.CheckpointError(f"{path}: its RNG states are unreadable ({err})") from None
+
+
+class _DeviceUniforms:
+    """``random(shape, dtype)`` uniforms in [0, 1) drawn on the GPU by a seeded CuPy RandomState:
+    the one method of a Generator that ``data.dynamic_binarize`` calls."""
+
+    def __init__(self, seed):
+        import cupy  # only reached with device "cuda", where the model's move imported it
+        self._state = cupy.random.RandomState(seed)
+
+    def random(self, shape, dtype):
+        return self._state.random_sample(shape, dtype=dtype)
 
 
 def _split_arrays(value, prefix, arrays):
@@ -254,7 +320,7 @@ def run(config, resume=False, dataset=None, log=print):
         f"batch {config.batch_size}, lr {config.lr}, beta {config.beta}, seed {config.seed}")
     figures = convention(config.binarize, posterior=config.posterior)
     log(f"figures: {figures}, per test example, in nats")
-    draw_frame = _frame_drawer(config, log)
+    draw_frame = _frame_drawer(config)
     show_bar = not config.quiet and sys.stderr.isatty()
     while trainer.epoch < config.epochs:
         started = time.perf_counter()
@@ -283,16 +349,11 @@ def run(config, resume=False, dataset=None, log=print):
     return trainer
 
 
-def _frame_drawer(config, log):
-    """draw(model, epoch) writing frames/epoch_XXX.png of the run, or None when frames are off
-    (or vae.study_plots cannot be imported: a missing figure must not stop a run)."""
+def _frame_drawer(config):
+    """draw(model, epoch) writing frames/epoch_XXX.png of the run, or None when frames are off."""
     if not config.manifold_frames:
         return None
-    try:
-        from vae import study_plots
-    except ImportError as err:
-        log(f"note: --manifold-frames skipped: vae.study_plots is not importable ({err})")
-        return None
+    from vae import study_plots  # matplotlib is loaded only by runs that draw
     folder = os.path.join(config.out, FRAMES)
     os.makedirs(folder, exist_ok=True)
 

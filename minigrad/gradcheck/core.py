@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minigrad.backend import is_float_dtype
+from minigrad.backend import is_float_dtype, to_device
 from minigrad.graph import no_grad
 from minigrad.gradcheck.report import GradcheckReport, InputResult
 from minigrad.tensor import Tensor
@@ -95,12 +95,15 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
     tolerance = _tolerance(checked, eps, atol, rtol)
     rng = np.random.default_rng(seed)
 
-    leaves = [Tensor(a.data.copy(), requires_grad=True, name=a.name) if a.differentiate
-              else a.value for a in arguments]
+    # fn runs on the device of the Tensors given (CuPy data is checked on the GPU); the finite
+    # differences and the comparison run on host copies
+    device = next((a.value.device for a in arguments if isinstance(a.value, Tensor)), "cpu")
+    leaves = [Tensor(to_device(a.data.copy(), device), requires_grad=True, name=a.name)
+              if a.differentiate else a.value for a in arguments]
     output = _checked_output(fn(*leaves), "fn(*inputs)")
     cotangents, labels, projection = _cotangents(output, rng, all_outputs, seed)
     analytic = _vjps(output, leaves, checked, cotangents)
-    evaluate = _evaluator(fn, arguments, output.shape)
+    evaluate = _evaluator(fn, arguments, output.shape, device)
 
     results = []
     for a in checked:
@@ -195,22 +198,24 @@ def _vjps(output, leaves, checked, cotangents):
     for p, v in enumerate(cotangents):
         for a in checked:
             leaves[a.index].grad = None
-        output.backward(v.reshape(output.shape).astype(output.dtype),
+        output.backward(to_device(v.reshape(output.shape).astype(output.dtype), output.device),
                         retain_graph=p + 1 < len(cotangents))
         for a in checked:
             grad = leaves[a.index].grad
             if grad is not None:
-                rows[a.index][p] = np.asarray(grad, dtype=np.float64).reshape(-1)
+                rows[a.index][p] = np.asarray(to_device(grad, "cpu"), dtype=np.float64).reshape(-1)
     return rows
 
 
-def _evaluator(fn, arguments, output_shape):
-    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x, flattened."""
-    base = [Tensor(a.data.astype(np.float64)) if is_float_dtype(a.data.dtype) else a.value
-            for a in arguments]
+def _evaluator(fn, arguments, output_shape, device="cpu"):
+    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x, flattened; fn
+    runs on ``device``, x and the result are host arrays."""
+    base = [Tensor(to_device(a.data.astype(np.float64), device)) if is_float_dtype(a.data.dtype)
+            else a.value for a in arguments]
 
     def evaluate(index, x):
-        values = [Tensor(x) if k == index else value for k, value in enumerate(base)]
+        values = [Tensor(to_device(x, device)) if k == index else value
+                  for k, value in enumerate(base)]
         # NOTE: a step may leave fn's domain (sqrt just above 0); the NaN it gives fails the
         # comparison and is reported there, so NumPy's warning would only repeat it
         with no_grad(), np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -219,7 +224,7 @@ def _evaluator(fn, arguments, output_shape):
             raise ValueError(f"gradcheck: fn returned shape {y.shape} on float64 inputs and "
                              f"{output_shape} on the inputs given; it must not depend on the dtype")
         # NOTE: a copy, since y may be a view of x (reshape, getitem), which is perturbed in place
-        return np.array(y.data, dtype=np.float64).reshape(-1)
+        return np.array(to_device(y.data, "cpu"), dtype=np.float64).reshape(-1)
     return evaluate
 
 

@@ -4,16 +4,18 @@ Each VJP returns gradients in the broadcast shape; ``graph.unbroadcast`` reduces
 """
 import numpy as np
 
-from minigrad.backend import namespace
+from minigrad.backend import check_same_device, namespace
 from minigrad.graph import make_node
 from minigrad.tensor import Tensor, as_tensor
 
 
 def _operands(op, x, y):
-    """Lift scalars to tensors of the other operand's dtype and check broadcasting early."""
+    """Lift scalars to tensors of the other operand's dtype (and device), check that both live
+    on one device and that their shapes broadcast."""
     if not isinstance(x, Tensor):
         x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
     y = as_tensor(y, like=x)
+    check_same_device(op, x.data, y.data)
     try:
         namespace(x.data).broadcast_shapes(x.shape, y.shape)
     except ValueError:

@@ -1,5 +1,5 @@
 """Matrix products: matmul (NumPy's 1-D, 2-D and batched rules) and the fused affine map."""
-from minigrad.backend import namespace
+from minigrad.backend import check_same_device, namespace
 from minigrad.graph import make_node, unbroadcast
 from minigrad.tensor import as_tensor
 
@@ -13,6 +13,7 @@ def matmul(x, y):
     """
     x = as_tensor(x)
     y = as_tensor(y, like=x)
+    check_same_device("matmul", x.data, y.data)
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {x.shape} and {y.shape}")
     inner_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
@@ -48,6 +49,9 @@ def linear(x, weight, bias=None):
     x = as_tensor(x)
     weight = as_tensor(weight, like=x)
     bias = None if bias is None else as_tensor(bias, like=x)
+    check_same_device("linear", x.data, weight.data)
+    if bias is not None:
+        check_same_device("linear", x.data, bias.data)
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0]:
         raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not fit: "
                          "expected (batch, in) and (in, out)")

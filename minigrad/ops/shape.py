@@ -1,6 +1,6 @@
 """Ops that move elements without arithmetic: reshape, transpose, getitem, concatenate, stack,
 and the selection ``where``."""
-from minigrad.backend import namespace
+from minigrad.backend import check_same_device, namespace
 from minigrad.graph import make_node
 from minigrad.tensor import Tensor, as_tensor
 
@@ -73,6 +73,8 @@ def concatenate(tensors, axis=0):
     tensors = tuple(as_tensor(t) for t in tensors)
     if not tensors:
         raise ValueError("concatenate: needs at least one tensor")
+    for t in tensors[1:]:
+        check_same_device("concatenate", tensors[0].data, t.data)
     xp = namespace(tensors[0].data)
     try:
         z = xp.concatenate([t.data for t in tensors], axis=axis)
@@ -97,6 +99,8 @@ def stack(tensors, axis=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all tensors must have one shape, got {[t.shape for t in tensors]}")
+    for t in tensors[1:]:
+        check_same_device("stack", tensors[0].data, t.data)
     xp = namespace(tensors[0].data)
     z = xp.stack([t.data for t in tensors], axis=axis)
     new_axis = axis % z.ndim
@@ -113,6 +117,9 @@ def where(condition, x, y):
     if not isinstance(x, Tensor):
         x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
     y = as_tensor(y, like=x)
+    check_same_device("where", x.data, y.data)
+    if not isinstance(condition, (bool, list, tuple)):  # arrays: on x's device, never copied
+        check_same_device("where", x.data, condition)
     xp = namespace(x.data)
     condition = xp.asarray(condition)
     if condition.dtype != bool:
