@@ -141,13 +141,12 @@ class MinigradRun:
         return self.trainer.evaluate()["neg_elbo"]
 
 
-def torch_run_class(torch):
-    """The PyTorch trainer, defined once torch is imported (it is optional)."""
+def torch_vae_class(torch, device="cpu"):
+    """The pytorch/examples VAE (vae/main.py, returning logits instead of sigmoid outputs) and
+    its loss, defined once torch is imported (it is optional): (TorchVAE, neg_elbo_sum)."""
     functional = torch.nn.functional
 
     class TorchVAE(torch.nn.Module):
-        """pytorch/examples vae/main.py, returning logits instead of sigmoid outputs."""
-
         def __init__(self, input_dim, hidden_dim, latent_dim):
             super().__init__()
             self.fc1 = torch.nn.Linear(input_dim, hidden_dim)
@@ -159,7 +158,7 @@ def torch_run_class(torch):
         def forward(self, x, generator):
             h1 = functional.relu(self.fc1(x))
             mu, logvar = self.fc21(h1), self.fc22(h1)                         # (B, L) each
-            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+            eps = torch.randn(mu.shape, generator=generator, device=device, dtype=mu.dtype)
             z = mu + torch.exp(0.5 * logvar) * eps
             return self.fc4(functional.relu(self.fc3(z))), mu, logvar
 
@@ -168,6 +167,13 @@ def torch_run_class(torch):
         bce = functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         return bce + kl
+
+    return TorchVAE, neg_elbo_sum
+
+
+def torch_run_class(torch):
+    """The PyTorch trainer, defined once torch is imported (it is optional)."""
+    TorchVAE, neg_elbo_sum = torch_vae_class(torch)
 
     class TorchRun:
         def __init__(self, config, train_images, test_images, fused):

@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.vae_cpu import git_commit, save_report  # noqa: E402
+from benchmarks.vae_cpu import git_commit, save_report, torch_vae_class  # noqa: E402
 from minigrad import backend  # noqa: E402
 from vae import data  # noqa: E402
 from vae.train import EVAL_SEED_OFFSET, Config, Trainer  # noqa: E402
@@ -53,29 +53,8 @@ TARGET_ELBO_GAP = 0.5                       # nats: final test -ELBO against the
 # --- the PyTorch trainer on CUDA --------------------------------------------------------------
 def torch_cuda_run_class(torch):
     """vae_cpu.py's PyTorch recipe with the data, the model and the noise on the GPU."""
-    functional = torch.nn.functional
     device = torch.device("cuda")
-
-    class TorchVAE(torch.nn.Module):
-        def __init__(self, input_dim, hidden_dim, latent_dim):
-            super().__init__()
-            self.fc1 = torch.nn.Linear(input_dim, hidden_dim)
-            self.fc21 = torch.nn.Linear(hidden_dim, latent_dim)
-            self.fc22 = torch.nn.Linear(hidden_dim, latent_dim)
-            self.fc3 = torch.nn.Linear(latent_dim, hidden_dim)
-            self.fc4 = torch.nn.Linear(hidden_dim, input_dim)
-
-        def forward(self, x, generator):
-            h1 = functional.relu(self.fc1(x))
-            mu, logvar = self.fc21(h1), self.fc22(h1)                         # (B, L) each
-            eps = torch.randn(mu.shape, generator=generator, device=device, dtype=mu.dtype)
-            z = mu + torch.exp(0.5 * logvar) * eps
-            return self.fc4(functional.relu(self.fc3(z))), mu, logvar
-
-    def neg_elbo_sum(logits, x, mu, logvar):
-        bce = functional.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-        return bce + kl
+    TorchVAE, neg_elbo_sum = torch_vae_class(torch, device)
 
     class TorchRun:
         name = "torch"
