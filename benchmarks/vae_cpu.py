@@ -227,16 +227,21 @@ def warm_up(runs):
         run.evaluate()
 
 
+def timed_epoch(run, row):
+    """One epoch of ``run``: its train loss, training seconds and test -ELBO into ``row``."""
+    started = time.perf_counter()
+    row[f"{run.name}_train_loss"] = run.train_epoch()
+    row[f"{run.name}_s"] = time.perf_counter() - started
+    row[f"{run.name}_test_neg_elbo"] = run.evaluate()
+
+
 def interleaved_epochs(runs, epochs, pause, log):
     """Epoch e of every trainer in turn, then epoch e + 1; one row per epoch."""
     rows = []
     for epoch in range(1, epochs + 1):
         row = {"epoch": epoch}
         for run in runs:
-            started = time.perf_counter()
-            row[f"{run.name}_train_loss"] = run.train_epoch()
-            row[f"{run.name}_s"] = time.perf_counter() - started
-            row[f"{run.name}_test_neg_elbo"] = run.evaluate()
+            timed_epoch(run, row)
             # NOTE: OpenBLAS workers spin ~0.1 s after a matmul and slow whoever runs next
             time.sleep(pause)
         for other in ("torch", "torch_fused"):

@@ -40,7 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.vae_cpu import git_commit, save_report, torch_vae_class  # noqa: E402
+from benchmarks.vae_cpu import (git_commit, save_report, timed_epoch,  # noqa: E402
+                                 torch_vae_class)
 from minigrad import backend  # noqa: E402
 from vae import data  # noqa: E402
 from vae.train import EVAL_SEED_OFFSET, Config, Trainer  # noqa: E402
@@ -119,10 +120,7 @@ def interleaved_epochs(runs, epochs, log, batch):
     for epoch in range(1, epochs + 1):
         row = {"epoch": epoch}
         for run in runs:
-            started = time.perf_counter()
-            row[f"{run.name}_train_loss"] = run.train_epoch()
-            row[f"{run.name}_s"] = time.perf_counter() - started
-            row[f"{run.name}_test_neg_elbo"] = run.evaluate()
+            timed_epoch(run, row)
         if "torch_s" in row:
             row["ratio_torch"] = row["minigrad_s"] / row["torch_s"]
         rows.append(row)

@@ -21,18 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from kernels import contract
+from kernels.gpu import require_cupy
 
-_NEEDS = "the cupy backend needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU"
-try:
-    import cupy
-except ImportError as err:
-    raise ImportError(f"{_NEEDS}; CuPy is not installed ({err})") from err
-try:
-    _GPUS = cupy.cuda.runtime.getDeviceCount()
-except cupy.cuda.runtime.CUDARuntimeError as err:  # no driver, or no device
-    raise ImportError(f"{_NEEDS}; CuPy finds no GPU ({err})") from err
-if _GPUS == 0:
-    raise ImportError(f"{_NEEDS}; CuPy finds no GPU")
+cupy = require_cupy("the cupy backend needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU")
 
 SOURCE = Path(__file__).with_name("reparam.cu")
 HEADER = Path(__file__).with_name("reparam_math.cuh")

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 
+from kernels.gpu import require_cupy
+
 DEVICES = ("cpu", "cuda")
 CUDA_NEEDS = "device 'cuda' needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU"
 
@@ -53,16 +55,7 @@ class DeviceUnavailableError(RuntimeError):
 
 def _cupy():
     """The cupy module with a usable GPU, or a DeviceUnavailableError saying what is missing."""
-    try:
-        import cupy
-    except ImportError as err:
-        raise DeviceUnavailableError(f"{CUDA_NEEDS}; CuPy is not importable here ({err})") from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError as err:  # no driver, or no device
-        raise DeviceUnavailableError(f"{CUDA_NEEDS}; CUDA reports: {err}") from None
-    if count == 0:
-        raise DeviceUnavailableError(f"{CUDA_NEEDS}; CUDA sees no GPU")
+    cupy = require_cupy(CUDA_NEEDS, DeviceUnavailableError)
     _DEVICE_OF_TYPE[cupy.ndarray] = "cuda"
     return cupy
 
