@@ -16,7 +16,7 @@ The message names the op, forward or backward, which output or which parent's gr
 values are non-finite, and the line of user code that created the op: the first frame on the stack
 outside the ``minigrad`` and ``kernels`` packages.  Frames are looked up only while anomaly mode is
 on (for backward, the forward observer stores each node's creating line), so normal use pays
-nothing but the empty observer lists.
+nothing but the empty observer lists.  Anomaly mode watches the thread that entered it.
 """
 import contextlib
 import linecache
@@ -77,7 +77,7 @@ def detect_anomaly():
             return
         parents = tensor._node.parents
         for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
-            if pg is None or not parent.requires_grad:
+            if pg is None:
                 continue
             count = _non_finite(pg)
             if count:
@@ -85,13 +85,14 @@ def detect_anomaly():
                 frame = origins.get(id(tensor), (None, None))[0]
                 raise AnomalyError(tensor.op, "backward", where, count, pg.size, *_located(frame))
 
-    graph.forward_observers.append(on_forward)
-    graph.vjp_observers.append(on_vjp)
+    forward_observers, vjp_observers = graph.observers()  # this thread's
+    forward_observers.append(on_forward)
+    vjp_observers.append(on_vjp)
     try:
         yield
     finally:
-        graph.forward_observers.remove(on_forward)
-        graph.vjp_observers.remove(on_vjp)
+        forward_observers.remove(on_forward)
+        vjp_observers.remove(on_vjp)
 
 
 def _non_finite(array):

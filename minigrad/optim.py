@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from kernels.adam_cpu import adam_update
+from minigrad import saved
 from minigrad.backend import check_same_device, device_of, namespace, to_device
 from minigrad.tensor import Tensor
 
@@ -70,6 +71,8 @@ class Optimizer:
                               p.data, p.grad)
             if type(p.data) is not self._array_types[i]:  # first step, or Module.to moved it
                 self._follow(i, p.data)
+            # a graph still holding this parameter (retain_graph) must not backward through it
+            saved.modify(p.data, f"{type(self).__name__}.step")
             self._update(i, p.data, p.grad)
 
     def _follow(self, i, like):

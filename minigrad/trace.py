@@ -12,9 +12,9 @@ of the incoming gradient ||dL/dz||, the norms ||dL/dx_i|| of the gradient the VJ
 parent (after ``unbroadcast``, i.e. what backward adds to that parent; None for a parent that needs
 none), and the seconds the VJP took.  Norms are Euclidean (Frobenius), computed in float64.
 
-The trace listens on ``graph.vjp_observers`` (and counts ops on ``graph.forward_observers``) only
-inside its ``with`` block; both observers are removed on exit, exceptions included, so traces may
-nest or overlap.
+The trace listens to the VJP calls (and counts the forward ops) of the thread that enters it, only
+inside its ``with`` block (``graph.observers``); both observers are removed on exit, exceptions
+included, so traces may nest or overlap, and traces in other threads record their own.
 """
 import collections
 import json
@@ -44,16 +44,17 @@ class Trace:
         if self._recording:
             raise RuntimeError("trace: this Trace is already recording; "
                                "start a new minigrad.trace()")
-        graph.forward_observers.append(self._on_forward)
-        graph.vjp_observers.append(self._on_vjp)
+        self._observers = graph.observers()  # this thread's lists
+        self._observers[0].append(self._on_forward)
+        self._observers[1].append(self._on_vjp)
         self._recording = True
         return self
 
     def __exit__(self, *exc_info):
         # NOTE: bound methods are equal only when bound to this very Trace, so another trace's
         # observers stay wherever they stand in the lists
-        graph.forward_observers.remove(self._on_forward)
-        graph.vjp_observers.remove(self._on_vjp)
+        self._observers[0].remove(self._on_forward)
+        self._observers[1].remove(self._on_vjp)
         self._recording = False
         return False
 
@@ -62,12 +63,7 @@ class Trace:
 
     def _on_vjp(self, tensor, g, parent_grads, seconds):
         node = tensor._node
-        norms = []
-        for parent, pg in zip(node.parents, parent_grads):
-            if pg is None or not parent.requires_grad:
-                norms.append(None)
-            else:
-                norms.append(_norm(graph.unbroadcast(pg, parent.shape)))
+        norms = [None if pg is None else _norm(pg) for pg in parent_grads]
         self.records.append({
             "index": len(self.records),
             "op": node.op,

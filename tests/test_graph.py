@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import Tensor
-from minigrad.graph import unbroadcast
+from minigrad.graph import make_node, unbroadcast
 
 rng = np.random.default_rng(0)
 
@@ -466,3 +466,93 @@ def test_backward_casts_the_given_grad_to_the_outputs_dtype():
 def test_dot_labels_escape_quotes():
     x = Tensor(np.ones(2), requires_grad=True, name='say "hi"')
     assert 'say \\"hi\\"' in mg.to_dot(x * 2)
+
+
+# --- malformed VJPs and gradients are refused, never truncated or silently reduced ----------------
+def custom_op(parents, vjp, shape=None):
+    """A user-written op: the output is the first parent's data (or zeros of ``shape``)."""
+    value = parents[0].data.copy() if shape is None else np.zeros(shape)
+    return make_node(value, parents, vjp, "custom")
+
+
+def test_a_vjp_returning_too_few_gradients_is_refused():
+    x, y = leaf(3), leaf(3)
+    out = custom_op((x, y), lambda g: (g,))
+    with pytest.raises(TypeError, match=r"vjp of 'custom' returned 1 gradient for 2 parents"):
+        out.sum().backward()
+
+
+def test_a_vjp_returning_a_bare_array_is_refused():
+    x = leaf(3)
+    out = custom_op((x,), lambda g: g)
+    with pytest.raises(TypeError, match=r"vjp of 'custom' returned an object of type ndarray for 1 parent"):
+        out.sum().backward()
+
+
+def test_a_gradient_with_extra_leading_axes_is_refused():
+    x = leaf(3)
+    out = custom_op((x,), lambda g: (np.ones((2, 3)),))
+    with pytest.raises(ValueError, match=re.escape("gradient of shape (2, 3) for parent 1 of "
+                                                   "shape (3,)")):
+        out.sum().backward()
+
+
+def test_a_gradient_in_the_outputs_broadcast_shape_is_reduced():
+    x = leaf(3)
+    out = custom_op((x,), lambda g: (g,), shape=(2, 3))   # the op broadcast x to (2, 3)
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
+def test_a_complex_gradient_from_a_vjp_is_refused():
+    x = leaf(3)
+    out = custom_op((x,), lambda g: (g * 1j,))
+    with pytest.raises(TypeError, match="vjp of 'custom' returned a gradient of dtype complex128"):
+        out.sum().backward()
+
+
+def test_backward_refuses_a_complex_grad():
+    x = leaf(2)
+    with pytest.raises(TypeError, match="imaginary part would be dropped"):
+        (x * 2.0).backward(np.array([1.0 + 1j, 1.0]))
+
+
+def test_backward_takes_a_list_and_refuses_strings():
+    x = leaf(2)
+    (x * 2.0).backward([1.0, 3.0])
+    np.testing.assert_array_equal(x.grad, [2.0, 6.0])
+    with pytest.raises(TypeError, match="dtype <U1: gradients are real numbers"):
+        (x * 2.0).backward(np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("returned, message", [
+    ([["a"], ["b"]], "dtype <U1"),
+    (np.array([True, False]), "dtype bool"),
+    (7, re.escape("of shape () for a tensor of shape (2,)")),
+])
+def test_a_hook_returning_a_non_gradient_names_it(returned, message):
+    x = leaf(2)
+    x.register_hook(lambda g: returned)
+    with pytest.raises((TypeError, ValueError), match=message):
+        (x * 2.0).sum().backward()
+
+
+def test_a_hook_returning_float64_keeps_a_float32_leafs_dtype():
+    x = leaf(3, dtype=np.float32)
+    x.register_hook(lambda g: g.astype(np.float64) * 2)
+    (x * 2.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, [4.0, 4.0, 4.0])
+
+
+def test_a_hook_may_return_a_number_for_a_0d_tensor():
+    x = Tensor(np.float64(3.0), requires_grad=True)
+    x.register_hook(lambda g: 5)
+    (x * x).backward()
+    assert x.grad.dtype == np.float64 and float(x.grad) == 5.0
+
+
+def test_a_0d_tensors_grad_is_a_0d_array():
+    x = Tensor(np.array(3.0), requires_grad=True)
+    (x * x + x).backward()
+    assert type(x.grad) is np.ndarray and x.grad.shape == () and float(x.grad) == 7.0

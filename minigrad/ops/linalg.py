@@ -65,12 +65,12 @@ def linear(x, weight, bias=None):
     # keep only what the VJP will read: x for gW, W for gx (a first layer never needs gx)
     kept_input = x.data if weight.requires_grad else None
     kept_weight = weight.data if x.requires_grad else None
-    bias_grad = bias is not None and bias.requires_grad
+    has_bias, bias_grad = bias is not None, bias is not None and bias.requires_grad
 
     def vjp(g):
         gx = g @ kept_weight.T if kept_weight is not None else None
         gw = kept_input.T @ g if kept_input is not None else None
-        if len(parents) == 2:
+        if not has_bias:
             return gx, gw
         return gx, gw, g.sum(axis=0) if bias_grad else None
     return make_node(z, parents, vjp, "linear")
