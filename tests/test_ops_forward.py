@@ -756,3 +756,45 @@ def test_reparameterize_with_a_stream_takes_its_position():
 def test_reparameterize_needs_a_position():
     with pytest.raises(ValueError, match="seed"):
         mg.reparameterize(const([0.0]), const([0.0]))
+
+
+@pytest.mark.parametrize("kl_weight, error", [(None, TypeError), ("0.5", TypeError),
+                                              (True, TypeError), (np.array([0.5]), TypeError),
+                                              (0.5j, TypeError), (np.nan, ValueError),
+                                              (np.inf, ValueError)], ids=repr)
+@pytest.mark.parametrize("backend", ["reference", "numba_cpu"])
+def test_reparameterize_kl_checks_kl_weight_at_the_call(backend, kl_weight, error):
+    # None used to drop the KL's gradient on numba_cpu and give NaN on the reference, at
+    # backward time; the stream must not advance for the refused call
+    stream = mg.random.Stream(seed=4)
+    with pytest.raises(error, match="reparameterize_kl: kl_weight is"):
+        mg.reparameterize_kl(var(np.zeros(3)), var(np.zeros(3)), kl_weight, stream=stream,
+                             backend=backend)
+    assert stream.offset == 0
+
+
+@pytest.mark.parametrize("kl_weight", [1, np.float32(0.25), np.int64(3)])
+def test_reparameterize_kl_takes_numpy_and_python_real_weights(kl_weight):
+    mu, logvar = var(random(4)), var(random(4))
+    z, _ = mg.reparameterize_kl(mu, logvar, kl_weight, seed=1, offset=0)
+    z.backward(Tensor(np.zeros(4)))
+    np.testing.assert_allclose(mu.grad, float(kl_weight) * mu.data, rtol=1e-15)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda s: mg.reparameterize(const([0.0]), const([0.0]), stream=s, backend="nope"),
+     ValueError, "reparameterize: unknown kernel backend 'nope'"),
+    (lambda s: mg.reparameterize_kl(const([0.0]), const([0.0]), 1.0, stream=s, backend="nope"),
+     ValueError, "reparameterize_kl: unknown kernel backend 'nope'"),
+    (lambda s: mg.reparameterize(const([0.0, 1.0]), const([0.0]), stream=s),
+     ValueError, "mu has shape"),
+    (lambda s: mg.reparameterize(const(np.zeros(8)), const(np.zeros(8)), stream=s),
+     ValueError, r"Stream.take: offset 73786976294838206458 \+ size 8 is past 2\*\*66"),
+    (lambda s: mg.reparameterize_kl(const(np.zeros(8)), const(np.zeros(8)), 1.0, stream=s),
+     ValueError, r"Stream.take: offset .* is past 2\*\*66"),
+], ids=["backend", "kl backend", "shapes", "past the end", "kl past the end"])
+def test_a_refused_reparameterize_does_not_advance_the_stream(call, error, message):
+    stream = mg.random.Stream(seed=3, offset=2**66 - 6)
+    with pytest.raises(error, match=message):
+        call(stream)
+    assert stream.offset == 2**66 - 6
