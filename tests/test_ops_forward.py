@@ -125,6 +125,18 @@ def test_pow_at_zero_base_has_zero_exponent_gradient():
     np.testing.assert_array_equal(x.grad, [1.0, 0.0, 0.0])
 
 
+def test_pow_at_zero_base_and_negative_exponent_has_minus_inf_exponent_gradient():
+    # PyTorch's rule: 0 only where x == 0 and p >= 0; for p < 0, z log x = inf * -inf = -inf
+    # (the op used to zero it wherever x == 0)
+    x, p = var([0.0, 0.0, 0.0, 0.0]), var([-1.0, -2.5, 0.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 0^-1 and the VJP's x^(p - 1) warn, deliberately
+        z = mg.pow(x, p)
+        z.backward(Tensor(np.array([1.0, 2.0, 3.0, 4.0])))
+    np.testing.assert_array_equal(z.data, [np.inf, np.inf, 1.0, 0.0])
+    np.testing.assert_array_equal(p.grad, [-np.inf, -np.inf, 0.0, 0.0])
+
+
 def test_pow_at_negative_base_has_nan_exponent_gradient():
     # (-2)^2 is real, but d/dp (-2)^p has no real value: NaN, as documented
     x, p = var([-2.0, -3.0]), var([2.0, 3.0])
