@@ -28,6 +28,17 @@ def _expand(g, shape, axes, keepdims):
     return xp.broadcast_to(g, shape)
 
 
+def check_numpy_keywords(method, x, dtype, out):
+    """Refuse what NumPy's reductions may pass to Tensor.sum/mean/max but a Tensor cannot honour:
+    an ``out`` array, or a ``dtype`` (the result keeps x's dtype)."""
+    if out is not None:
+        raise TypeError(f"{method}: out= is not supported (got {type(out).__name__}); the "
+                        "reduction returns a new Tensor, so leave out=None")
+    if dtype is not None:
+        raise TypeError(f"{method}: dtype= is not supported (got {dtype!r}); the result keeps "
+                        f"the tensor's dtype {x.dtype}, so leave dtype=None")
+
+
 def sum(x, axis=None, keepdims=False):
     """z = sum of x over ``axis``.  VJP: gx = g broadcast back over the summed axes."""
     x = as_tensor(x)
