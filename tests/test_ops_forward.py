@@ -278,6 +278,34 @@ def test_max_with_keepdims_gradient():
     np.testing.assert_array_equal(x.grad, [[1.0, 0.0], [1.0, 1.0]])
 
 
+@pytest.mark.parametrize("op, reason", [
+    (mg.max, "the reduction has no identity"), (mg.logsumexp, "the reduction has no identity"),
+    (mg.log_softmax, "its logsumexp has no identity"), (mg.mean, "the mean of no elements")])
+def test_reductions_without_identity_refuse_an_empty_axis(op, reason):
+    # max and logsumexp raised NumPy's own error, mean gave NaN with RuntimeWarnings
+    name = op.__name__
+    with no_warnings():
+        with pytest.raises(ValueError, match=rf"{name}: axis 0 of shape \(0, 3\) is empty; "
+                                             rf"{reason}"):
+            op(const(np.zeros((0, 3))), axis=0)
+        with pytest.raises(ValueError, match=rf"{name}: axis 1 of shape \(2, 0\) is empty"):
+            op(const(np.zeros((2, 0))), axis=-1)
+        if op is not mg.log_softmax:  # log_softmax keeps the shape: its axis is one int
+            with pytest.raises(ValueError, match=rf"{name}: axis 0 of shape \(0,\) is empty"):
+                op(const(np.zeros(0)))
+            # reducing a non-empty axis of an empty tensor is fine: no slice is empty
+            assert op(const(np.zeros((0, 3))), axis=1).shape == (0,)
+
+
+def test_sum_over_an_empty_axis_is_zero():
+    x = var(np.zeros((0, 3)))
+    z = mg.sum(x, axis=0)
+    np.testing.assert_array_equal(z.data, np.zeros(3))
+    z.backward(Tensor(np.ones(3)))
+    assert x.grad.shape == (0, 3)
+    assert mg.sum(const(np.zeros(0))).item() == 0.0
+
+
 def test_reduction_axis_out_of_range():
     with pytest.raises(ValueError, match="axis 2"):
         mg.sum(const(np.ones((2, 3))), axis=2)

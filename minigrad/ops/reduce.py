@@ -1,4 +1,8 @@
-"""Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``)."""
+"""Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``).
+
+Over an empty axis, sum is 0 (its identity); max, logsumexp and log_softmax have no identity and
+mean divides by 0, so they raise a ValueError naming the axis instead of NumPy's error or NaN.
+"""
 import numpy as np
 
 from minigrad.backend import namespace
@@ -18,6 +22,13 @@ def _axes(axis, ndim):
     if len(set(normalised)) != len(normalised):
         raise ValueError(f"axis {axis} names a dimension twice")
     return normalised
+
+
+def _nonempty(op, shape, axes, reason="the reduction has no identity"):
+    """Raise unless every reduced axis of ``shape`` has elements."""
+    for a in axes:
+        if shape[a] == 0:
+            raise ValueError(f"{op}: axis {a} of shape {shape} is empty; {reason}")
 
 
 def _expand(g, shape, axes, keepdims):
@@ -52,6 +63,7 @@ def mean(x, axis=None, keepdims=False):
     """z = sum(x) / m over ``axis``, m the number of elements reduced.  VJP: gx = g / m broadcast."""
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
+    _nonempty("mean", x.shape, axes, "the mean of no elements is 0 / 0")
     count = 1
     for a in axes:
         count *= x.shape[a]
@@ -68,6 +80,7 @@ def max(x, axis=None, keepdims=False):
     """
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
+    _nonempty("max", x.shape, axes)
     z = x.data.max(axis=axes, keepdims=True)
 
     def vjp(g):
@@ -90,6 +103,7 @@ def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
     xp = namespace(x.data)
     axes = _axes(axis, x.ndim)
+    _nonempty("logsumexp", x.shape, axes)
     z = _logsumexp(xp, x.data, axes)
 
     def vjp(g):
@@ -102,6 +116,7 @@ def log_softmax(x, axis=-1):
     x = as_tensor(x)
     xp = namespace(x.data)
     axes = _axes(axis, x.ndim)
+    _nonempty("log_softmax", x.shape, axes, "its logsumexp has no identity")
     z = x.data - _logsumexp(xp, x.data, axes)
 
     def vjp(g):
