@@ -62,6 +62,12 @@ def _backend_module(name, backend, array):
                                       f"unavailable: {missing}") from err
 
 
+def check_backend(name, backend, array):
+    """Raise as a call with these arguments would (unknown name, unavailable backend), without
+    running anything: callers that must not change state on a failed call check first."""
+    _backend_module(name, backend, array)
+
+
 def available_backends():
     """Names of the backends whose module imports in this environment."""
     names = []
@@ -102,5 +108,6 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=N
     """The backward plus kl_grad times the KL's gradient, in one pass; see contract."""
     contract.check_backward_inputs("kernels.backward_kl", grad_z, logvar, mu=mu, noise=noise)
     contract.check_seed_offset("kernels.backward_kl", seed, offset)
+    kl_grad = contract.check_kl_grad("kernels.backward_kl", "kl_grad", kl_grad, grad_z)
     module = _backend_module("kernels.backward_kl", backend, grad_z)
     return module.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=noise)

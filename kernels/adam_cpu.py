@@ -1,10 +1,12 @@
 """Adam's update as one fused Numba loop over a NumPy parameter: read p, g, m, v once, write p,
 m, v once (28 B per float32 element instead of about 80 B over the NumPy expression's passes).
 
-The arithmetic is exactly ``minigrad.optim.Adam``'s, in the same order and in the parameter's
-dtype (no fastmath), so both give the same bits; the optimizer uses this loop for NumPy arrays
-and its array-namespace expression elsewhere.  Scalars arrive already rounded to the dtype, as
-NumPy rounds a Python float that meets a float32 array.
+The arithmetic is exactly ``minigrad.optim.Adam``'s, in the same order and in the arrays' one
+dtype, the moments' (no fastmath), so both give the same bits; the optimizer uses this loop for
+NumPy arrays and its array-namespace expression elsewhere.  A float16 parameter arrives as its
+float32 copy (Adam keeps float32 moments for it and rounds the result to float16 itself).
+Scalars arrive already rounded to the dtype, as NumPy rounds a Python float that meets a float32
+array.
 """
 import numba
 import numpy as np

@@ -2,9 +2,10 @@
 write p, m, v once, in one launch instead of the array expression's dozen-odd (at a VAE's batch
 sizes a GPU step is bound by launches, not bytes).
 
-The arithmetic is ``kernels.adam_cpu.adam_update``'s, in the same order and in the parameter's
-dtype; NVRTC may contract a * b + c into one FMA, so the bits can differ from the CPU's in the
-last place.  Scalars arrive already rounded to the dtype.  Importing this module needs CuPy.
+The arithmetic is ``kernels.adam_cpu.adam_update``'s, in the same order and in the arrays' one
+dtype (a float16 parameter arrives as its float32 copy, as on the CPU); NVRTC may contract
+a * b + c into one FMA, so the bits can differ from the CPU's in the last place.  Scalars
+arrive already rounded to the dtype.  Importing this module needs CuPy.
 """
 import cupy
 

@@ -23,7 +23,9 @@ passes; with save_noise=True the forward also returns eps and the backward takes
 - All arrays of a call have one shape and one dtype, float32 or float64; outputs have that shape
   and dtype, and arithmetic happens in that dtype.
 - seed is an int in [0, 2**64); offset is an int >= 0 (Python or NumPy integers, never bool), with
-  offset + size <= 2**66 so that the last Philox block index fits in 64 bits.
+  offset + size <= 2**66 (STREAM_END) so that the last Philox block index fits in 64 bits.
+- kl_grad is a real, finite scalar (a Python or NumPy int or float, never bool), finite also when
+  rounded to the arrays' dtype; None is refused, never read as "no KL".
 - The reference accepts inputs of any strides (it reads them through NumPy's elementwise
   ufuncs); the compiled backends copy non-contiguous inputs to C order first (never misread them).
 - NaN and Inf propagate as IEEE arithmetic makes them: no backend checks values.
@@ -31,9 +33,12 @@ passes; with save_noise=True the forward also returns eps and the backward takes
 Checks raise before any backend runs and name the function, the argument, what arrived and what
 was expected. This module knows only arrays: it never imports minigrad.
 """
+import math
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+STREAM_END = 2**66  # normals per seed: the last one's block index, (2**66 - 1) // 4, fits 64 bits
 
 
 def check_int(name, what, value, bits=None):
@@ -96,6 +101,53 @@ def check_backward_inputs(name, grad_z, logvar, mu=None, noise=None):
         _check_pair(name, "noise", noise, "logvar", logvar)
 
 
+def check_shape(name, shape):
+    """shape (an int or a sequence of ints >= 0) as a tuple of Python ints, else an error naming
+    the bad entry."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name}: shape is {type(shape).__name__} {shape!r}; expected an int "
+                        "or a tuple of ints") from None
+    return tuple(check_int(name, f"shape[{i}]", s) for i, s in enumerate(shape))
+
+
+def check_kl_grad(name, what, value, like):
+    """value as a Python float after checking it is a real, finite scalar (a Python or NumPy int
+    or float, not bool, None, a string, an array or a complex number) whose rounding to the dtype
+    of the array ``like`` is finite too."""
+    real = (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, real):
+        raise TypeError(f"{name}: {what} is {type(value).__name__} {value!r}; expected a real "
+                        "scalar (a Python or NumPy int or float)")
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int past float64's range
+        raise ValueError(f"{name}: {what} is an int of {int(value).bit_length()} bits, past "
+                         "float64's range; it must be finite") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {what} is {value!r}; it must be finite")
+    dtype = _shape_dtype(like)[1]
+    if dtype in FLOAT_DTYPES:
+        with np.errstate(over="ignore"):
+            rounded = dtype.type(number)
+        if not np.isfinite(rounded):
+            raise ValueError(f"{name}: {what} is {value!r}, which is {rounded} in {dtype}; "
+                             f"it must be finite in {dtype}")
+    return number
+
+
+def check_offset(name, what, offset, size=0):
+    """offset as a Python int after checking it is an int >= 0 with offset + size <= STREAM_END."""
+    offset = check_int(name, what, offset)
+    if offset + size > STREAM_END:
+        raise ValueError(f"{name}: {what} {offset} + size {size} is past 2**66, the end of "
+                         "the stream; the last block index must fit in 64 bits")
+    return offset
+
+
 def check_seed_offset(name, seed, offset):
     """Raise unless seed is an int in [0, 2**64) and offset an int >= 0."""
     check_int(name, "seed", seed, bits=64)
@@ -111,10 +163,7 @@ def stream_position(name, size, seed, offset):
     the 64-bit counter).  A draw of size 0 touches no block: (0, 0, key0, key1).
     """
     seed = check_int(name, "seed", seed, bits=64)
-    offset = check_int(name, "offset", offset)
-    if offset + size > 2**66:
-        raise ValueError(f"{name}: offset {offset} + size {size} is past 2**66; "
-                         "the last block index must fit in 64 bits")
+    offset = check_offset(name, "offset", offset, size)
     key0, key1 = seed & 0xFFFFFFFF, seed >> 32
     if size == 0:  # offset // 4 may not even fit in 64 bits
         return 0, 0, key0, key1

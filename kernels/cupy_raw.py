@@ -169,6 +169,7 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
     contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
     grad_z, mu, logvar = _on_gpu(name, grad_z=grad_z, mu=mu, logvar=logvar)
     stream = _stream(name, grad_z.size, seed, offset)
+    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
     grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
     weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype
     suffix = _SUFFIX[grad_z.dtype]

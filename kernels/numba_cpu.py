@@ -208,7 +208,10 @@ def backward(grad_z, logvar, seed, offset, noise=None):
 
 def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
     """The backward plus kl_grad times the KL's gradient, in one pass."""
-    return _backward(f"{NAME}.backward_kl", grad_z, mu, logvar, seed, offset, kl_grad, noise)
+    name = f"{NAME}.backward_kl"
+    # checked here: _backward reads kl_grad None as the plain backward's "no KL"
+    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
 
 
 def philox4x32(counters, key):

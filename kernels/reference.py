@@ -8,12 +8,14 @@
 eps = noise(mu.shape, mu.dtype, seed, offset): normals offset .. offset+size-1 of the Philox
 stream in C order, rounded once to the input dtype; all other arithmetic happens in that dtype,
 in the order written above. Inputs of any strides are read as NumPy reads them. Inputs are not
-checked here: the functions of the ``kernels`` package run kernels.contract first.
+checked here (the functions of the ``kernels`` package run kernels.contract first), except
+kl_grad, which every backend checks: rounding None to the dtype would give NaN, not an error.
 """
 import math
 
 import numpy as np
 
+from kernels import contract
 from kernels.philox import normal
 
 
@@ -57,6 +59,7 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
     """The backward plus the KL's gradient scaled by ``kl_grad``:
     grad_mu = grad_z + kl_grad * mu, grad_logvar += kl_grad * expm1(logvar) / 2."""
     grad_z, mu, logvar = np.asarray(grad_z), np.asarray(mu), np.asarray(logvar)
+    kl_grad = contract.check_kl_grad("reference.backward_kl", "kl_grad", kl_grad, grad_z)
     eps = noise_or_regenerated(noise, grad_z, seed, offset)
     weight = grad_z.dtype.type(kl_grad)
     grad_mu = np.asarray(grad_z + weight * mu)

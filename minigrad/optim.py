@@ -1,7 +1,8 @@
 """Optimizers: SGD (with momentum and Nesterov) and Adam, each with PyTorch's update rule.
 
-A step runs in place in each parameter's dtype, through the array's namespace (NumPy or CuPy),
-and reuses scratch arrays made once per parameter: nothing parameter-sized is allocated per step.
+A step runs in place in each parameter's dtype (Adam: float32 for float16 parameters, see there),
+through the array's namespace (NumPy or CuPy), and reuses scratch arrays made once per parameter:
+nothing parameter-sized is allocated per step.
 State lives on its parameter's device and follows it when ``Module.to`` moves the parameter;
 ``state_dict`` always returns NumPy arrays, and ``load_state_dict`` puts them on the parameter's
 device.  A parameter whose ``.grad`` is None is skipped and its state left alone, as in PyTorch.
@@ -85,12 +86,17 @@ class Optimizer:
                 self.state[i][key] = to_device(self.state[i][key], device)
         self._scratch[i] = []
 
-    def _scratch_arrays(self, i, like, count):
-        """``count`` temporaries shaped like parameter i, made on first use and then reused."""
+    def _scratch_arrays(self, i, like, count, dtype=None):
+        """``count`` temporaries shaped like parameter i (in ``dtype``, default like's), made on
+        first use and then reused; a parameter's scratch arrays all have one dtype."""
         arrays = self._scratch[i]
         while len(arrays) < count:
-            arrays.append(namespace(like).empty_like(like))
+            arrays.append(namespace(like).empty_like(like, dtype=dtype))
         return arrays[:count]
+
+    def _state_dtype(self, dtype):
+        """The dtype of the state arrays kept for a parameter of ``dtype``: its own."""
+        return np.dtype(dtype)
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self):
@@ -152,9 +158,11 @@ class Optimizer:
                 if tuple(value.shape) != param.shape:
                     raise ValueError(f"{owner}: state.{i}.{key} has shape {tuple(value.shape)}, "
                                      f"parameter {i} has shape {param.shape}")
-                if value.dtype != param.dtype:
+                expected = self._state_dtype(param.dtype)
+                if value.dtype != expected:
+                    kept = "" if expected == param.dtype else f", whose state is {expected}"
                     raise TypeError(f"{owner}: state.{i}.{key} has dtype {value.dtype}, "
-                                    f"parameter {i} has dtype {param.dtype}")
+                                    f"parameter {i} has dtype {param.dtype}{kept}")
                 new_state[i][key] = namespace(param.data).array(value, copy=True)
         hyper = self._validated({name: _scalar(state[name]) for name in self.hyperparameters})
         step_count = _count(owner, "step", _scalar(state["step"]))
@@ -229,7 +237,16 @@ class Adam(Optimizer):
         step_size = lr / (1 - b1^t)         denom = sqrt(v) / sqrt(1 - b2^t) + eps
         p = p - step_size * m / denom
 
-    All arithmetic is in the parameter's dtype: float32 parameters keep float32 m and v.
+    The arithmetic is in the parameter's dtype (float32 parameters keep float32 m and v), except
+    for float16 parameters: their m and v are float32 (so is ``state_dict``'s copy, and
+    ``load_state_dict`` wants float32 there), and each step updates a float32 copy of the
+    parameter, rounded to float16 once at the end.
+
+    NOTE: float16 cannot hold Adam's arithmetic: eps = 1e-8 rounds to 0 there, and for |g| below
+    about 7.7e-3 so does (1 - b2) g^2, so the first step divides m by 0 and writes -inf (PyTorch
+    does the same).  In float32 both are exact enough, and the result is the float64 step rounded
+    to float16 (up to a double rounding, within one float16 ulp).  The parameter itself is still
+    float16: an update below half its ulp rounds away, which only a float32 master copy avoids.
 
     NOTE: where gradients vanish, m decays geometrically into the subnormal range, and tiny
     gradients (|g| < 1e-19 in float32) put g^2, so v, there at every step; float32 arithmetic on
@@ -238,9 +255,9 @@ class Adam(Optimizer):
     the dtype's smallest normal (``finfo.tiny``) are set to zero; their effect on the update is
     far below eps.  The default, every step, costs nothing in the fused loop (a select per
     element); the array expression pays three passes for it, so pass a larger number with
-    ``fused=False``.  For float16 parameters the threshold (6e-5) is coarse: pass 0 there.
+    ``fused=False``.  The threshold is that of the moments' dtype (float32 for float16 parameters).
 
-    ``fused`` (default) runs the update of float32 and float64 NumPy parameters as one Numba
+    ``fused`` (default) runs the update of NumPy parameters (or their float32 copies) as one Numba
     loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise, and of
     CuPy parameters as one elementwise kernel (``kernels.adam_cupy``; equal up to FMA rounding).
     """
@@ -271,12 +288,33 @@ class Adam(Optimizer):
                 raise ValueError(f"Adam: {name} must be in [0, 1), got {checked[name]}")
         return checked
 
+    def _state_dtype(self, dtype):
+        """float32 for float16 parameters (see the class's note), else the parameter's dtype."""
+        dtype = np.dtype(dtype)
+        return np.dtype(np.float32) if dtype == np.float16 else dtype
+
     def _update(self, i, p, g):
         xp = namespace(p)
+        dtype = self._state_dtype(p.dtype)
         state = self.state[i]
         if not state:
-            state.update(step=0, exp_avg=xp.zeros_like(p), exp_avg_sq=xp.zeros_like(p))
+            state.update(step=0, exp_avg=xp.zeros_like(p, dtype=dtype),
+                         exp_avg_sq=xp.zeros_like(p, dtype=dtype))
         state["step"] += 1
+        if dtype == p.dtype:
+            self._step(i, p, g, state, first_scratch=0)
+            return
+        # a float16 parameter: the step runs on float32 copies of it and of its gradient
+        work, work_grad = self._scratch_arrays(i, p, 2, dtype)
+        xp.copyto(work, p)
+        xp.copyto(work_grad, g)
+        self._step(i, work, work_grad, state, first_scratch=2)
+        xp.copyto(p, work)  # the one rounding to float16
+
+    def _step(self, i, p, g, state, first_scratch):
+        """One Adam step on p (the parameter, or its float32 copy) in p's dtype, which is the
+        moments' dtype; scratch arrays from index ``first_scratch`` on are free to use."""
+        xp = namespace(p)
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         step_size = self.lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = (1 - self.beta2 ** t) ** 0.5
@@ -293,7 +331,8 @@ class Adam(Optimizer):
                 from kernels.adam_cupy import adam_update as adam_update_cupy
                 adam_update_cupy(p, g, m, v, *scalars)
                 return
-        scratch = self._scratch_arrays(i, p, 2 if self.weight_decay else 1)
+        count = 2 if self.weight_decay else 1
+        scratch = self._scratch_arrays(i, p, first_scratch + count)[first_scratch:]
         s = scratch[0]
         if self.weight_decay:
             decayed = xp.multiply(p, self.weight_decay, out=scratch[1])

@@ -142,6 +142,7 @@ def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, gr
     """backward_kl (backward where mu is None), emulating a launch of grid."""
     name = "cuda_c_host.backward" if mu is None else "cuda_c_host.backward_kl"
     contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
+    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
     grad_z, mu, logvar, noise = _arrays(grad_z, mu, logvar, noise)
     grad_mu, grad_logvar = np.empty_like(grad_z), np.empty_like(grad_z)
     weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype

@@ -252,6 +252,24 @@ def test_a_refused_call_does_not_advance_the_stream():
     assert stream.offset == 0
 
 
+@pytest.mark.parametrize("shape, dtype, error, message", [
+    ((2, 3), "float16", TypeError, "noise: dtype is float16"),
+    ((2, -3, -1), "float64", ValueError, r"noise: shape\[1\] is -3"),
+    ((2, 1.5), "float64", TypeError, r"noise: shape\[1\] is float"),
+    ((2, 3), "float64", ValueError, r"Stream.take: offset .* is past 2\*\*66"),
+], ids=["dtype", "negative sides", "float side", "past the end"])
+def test_a_refused_noise_does_not_advance_the_stream(shape, dtype, error, message):
+    stream = Stream(1, offset=2**66 - 5)
+    with pytest.raises(error, match=message):
+        noise(shape, "logistic", stream=stream, dtype=dtype)
+    assert stream.offset == 2**66 - 5
+    with pytest.raises(ValueError, match=r"Stream.take: offset .* \+ size 6 is past 2\*\*66"):
+        mg.reparameterize_family(np.zeros(6), np.zeros(6), "gumbel", stream=stream)
+    assert stream.offset == 2**66 - 5
+    assert noise(5, "gumbel", stream=stream).shape == (5,)  # up to the end is fine
+    assert stream.offset == 2**66
+
+
 def test_quantile_of_the_gaussian_points_to_noise():
     with pytest.raises(ValueError, match="Box-Muller"):
         families.quantile(np.array([0.5]), "gaussian")

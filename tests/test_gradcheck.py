@@ -1,5 +1,6 @@
 """minigrad.gradcheck: passes correct gradients, catches wrong VJPs (elementwise, fast and over all
 outputs) with a message that names the element, and refuses bad input with a clear error."""
+import re
 import warnings
 
 import numpy as np
@@ -82,11 +83,33 @@ def test_fixed_seed_and_offset_make_the_stochastic_node_checkable():
     assert report.ok
 
 
-def test_fresh_noise_on_every_call_fails():
-    stream = Stream(5)  # each call draws new normals, so the differences see noise, not slope
-    report = gradcheck(lambda mu, logvar: mg.reparameterize(mu, logvar, stream=stream),
-                       [leaf(X, "mu"), leaf(X / 2, "logvar")])
-    assert not report.inputs[1].ok
+NOT_DETERMINISTIC = (r"gradcheck: fn returned different values for the same inputs \(max "
+                     r"difference \d\.\d{3}e[+-]\d+\); finite differences need a deterministic "
+                     r"function: fix the seed/offset of any noise inside it")
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_fresh_noise_on_every_call_is_named_not_blamed_on_the_gradient(fast):
+    # each call draws new normals, so the differences see noise, not slope: the check used to
+    # report a wrong gradient for logvar
+    stream = Stream(5)
+    with pytest.raises(ValueError, match=NOT_DETERMINISTIC):
+        gradcheck(lambda mu, logvar: mg.reparameterize(mu, logvar, stream=stream),
+                  [leaf(X, "mu"), leaf(X / 2, "logvar")], fast=fast)
+
+
+def test_numpy_randomness_inside_fn_is_named():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=NOT_DETERMINISTIC):
+        gradcheck(lambda x: x * rng.standard_normal(), [leaf(X)])
+    with pytest.raises(ValueError, match=NOT_DETERMINISTIC):
+        gradcheck(lambda x: x + float(np.random.uniform()), [leaf(X)])
+
+
+def test_a_nan_in_the_same_place_each_time_is_deterministic():
+    with np.errstate(invalid="ignore"):  # sqrt(-1) is NaN at every call: a gradient failure
+        report = gradcheck(lambda x: mg.sqrt(x), [leaf([4.0, -1.0])])
+    assert not report.ok
 
 
 def test_the_seed_fixes_the_cotangent():
@@ -150,7 +173,8 @@ def test_fast_mode_calls_fn_twice_per_direction():
         return mg.tanh(x) * 3
     report = gradcheck(fn, [leaf(np.linspace(-2, 2, 2000).reshape(40, 50))], fast=True,
                        num_directions=3)
-    assert report.ok and len(calls) == 1 + 2 * 3
+    # one call for the engine's gradient, two for the determinism check, two per direction
+    assert report.ok and len(calls) == 1 + 2 + 2 * 3
     r = report.inputs[0]
     assert r.method == "3 directions" and r.worst_index is None and r.direction in (1, 2, 3)
 
@@ -199,6 +223,43 @@ def test_fn_returning_an_integer_tensor_is_a_type_error():
 def test_nothing_to_differentiate_is_an_error():
     with pytest.raises(ValueError, match="no input to differentiate"):
         gradcheck(lambda x: x * 2, [mg.Tensor(X)])
+
+
+@pytest.mark.parametrize("setting, value, error, message", [
+    ("eps", 0.0, ValueError, "eps is 0.0; it must be finite and > 0"),
+    ("eps", -1e-6, ValueError, "eps is -1e-06; it must be finite and > 0"),
+    ("eps", np.nan, ValueError, "eps is nan; it must be finite"),
+    ("eps", "1e-6", TypeError, "eps is str '1e-6'; expected a real number"),
+    ("atol", -1e-5, ValueError, "atol is -1e-05; it must be finite and >= 0"),
+    ("atol", np.inf, ValueError, "atol is inf; it must be finite and >= 0"),
+    ("rtol", np.nan, ValueError, "rtol is nan; it must be finite and >= 0"),
+    ("rtol", True, TypeError, "rtol is bool True"),
+])
+def test_bad_step_or_tolerance_is_refused(setting, value, error, message):
+    # a negative or NaN tolerance made every element fail (or, inf, pass) without a word
+    with pytest.raises(error, match=f"gradcheck: {re.escape(message)}"):
+        gradcheck(lambda x: x * 2, [leaf(X)], **{setting: value})
+
+
+def test_explicit_zero_tolerances_and_numpy_scalars_are_taken():
+    report = gradcheck(lambda x: x * 2, [leaf(X)], eps=np.float32(1e-3), atol=0, rtol=np.int64(1))
+    assert (report.eps, report.atol, report.rtol) == (float(np.float32(1e-3)), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"x": 1}, "inputs is dict; expected a Tensor or a list or tuple of Tensors"),
+    (iter([X]), "inputs is list_iterator"),
+    ([X, 2.0], r"inputs\[1\] is float; expected a Tensor"),
+    ((X, [1.0, 2.0]), r"inputs\[1\] is list"),
+    ([None], r"inputs\[0\] is NoneType"),
+], ids=["dict", "iterator", "float entry", "list entry", "None entry"])
+def test_inputs_must_be_tensors_or_arrays_in_a_list_or_tuple(inputs, message):
+    with pytest.raises(TypeError, match=f"gradcheck: {message}"):
+        gradcheck(lambda *args: args[0] * 2, inputs)
+
+
+def test_a_single_tensor_or_array_is_one_input():
+    assert gradcheck(lambda x: x * 2, leaf(X)).ok and gradcheck(lambda x: x * 2, X).ok
 
 
 @pytest.mark.parametrize("count", [0, -1, 2.0, True])

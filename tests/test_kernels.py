@@ -15,6 +15,7 @@ built for the CPU). One that cannot load here is skipped with its reason.
 import csv
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -298,6 +299,49 @@ def test_compiled_backends_check_their_inputs(backend_name):
         module.forward(np.zeros(2), np.zeros(2), 0, 2**66 - 1)
     with pytest.raises(ValueError, match="seed is -1"):
         module.backward(np.zeros(2), np.zeros(2), -1, 0)
+
+
+BAD_KL_GRADS = [  # (kl_grad, error, what the message says)
+    (None, TypeError, "kl_grad is NoneType None; expected a real scalar"),
+    ("0.5", TypeError, "kl_grad is str '0.5'"),
+    (True, TypeError, "kl_grad is bool True"),
+    (np.bool_(False), TypeError, "kl_grad is bool"),
+    (np.array([0.5]), TypeError, "kl_grad is ndarray"),
+    (np.array(0.5), TypeError, "kl_grad is ndarray"),
+    (0.5 + 0j, TypeError, "kl_grad is complex"),
+    (np.nan, ValueError, "kl_grad is nan; it must be finite"),
+    (-np.inf, ValueError, "kl_grad is -inf; it must be finite"),
+    (10**400, ValueError, "kl_grad is an int of 1329 bits, past float64's range"),
+]
+
+
+@pytest.mark.parametrize("kl_grad, error, message", BAD_KL_GRADS,
+                         ids=[message.split(";")[0] for _, _, message in BAD_KL_GRADS])
+def test_backward_kl_refuses_a_kl_grad_that_is_not_a_real_finite_scalar(backend, kl_grad, error,
+                                                                         message):
+    # None was numba_cpu's "plain backward" (the KL's gradient silently dropped) and the
+    # reference's NaN; the others were taken, or failed inside Numba
+    mu, logvar, grad_z = inputs((5,), np.float64, seed=11)
+    with pytest.raises(error, match=rf"{backend.name}\.backward_kl: {re.escape(message)}"):
+        backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_grad)
+    if backend.name in kernels.available_backends():  # the dispatch checks before any backend
+        with pytest.raises(error, match=rf"kernels\.backward_kl: {re.escape(message)}"):
+            kernels.backward_kl(grad_z, mu, logvar, 3, 1, kl_grad, backend=backend.name)
+
+
+def test_backward_kl_refuses_a_kl_grad_that_overflows_the_dtype(backend):
+    mu, logvar, grad_z = inputs((5,), np.float32, seed=12)
+    with pytest.raises(ValueError, match=r"kl_grad is 1e\+39, which is inf in float32"):
+        backend("backward_kl", grad_z, mu, logvar, 3, 1, 1e39)
+
+
+@pytest.mark.parametrize("kl_grad", [2, np.int64(2), np.float32(2.0), np.float64(2.0), 2.0])
+def test_backward_kl_takes_python_and_numpy_real_scalars(backend, kl_grad):
+    mu, logvar, grad_z = inputs((6,), np.float64, seed=13)
+    expected = reference.backward_kl(grad_z, mu, logvar, 3, 1, 2.0)
+    for actual, wanted in zip(backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_grad), expected):
+        assert_within("backward_kl", actual, wanted, GRAD_LOGVAR_ULPS[np.float64],
+                      np.abs(grad_z) + 2 * np.abs(mu) + np.abs(np.expm1(logvar)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,18 @@ def test_pow_at_zero_base_has_zero_exponent_gradient():
     np.testing.assert_array_equal(x.grad, [1.0, 0.0, 0.0])
 
 
+def test_pow_at_zero_base_and_negative_exponent_has_minus_inf_exponent_gradient():
+    # PyTorch's rule: 0 only where x == 0 and p >= 0; for p < 0, z log x = inf * -inf = -inf
+    # (the op used to zero it wherever x == 0)
+    x, p = var([0.0, 0.0, 0.0, 0.0]), var([-1.0, -2.5, 0.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 0^-1 and the VJP's x^(p - 1) warn, deliberately
+        z = mg.pow(x, p)
+        z.backward(Tensor(np.array([1.0, 2.0, 3.0, 4.0])))
+    np.testing.assert_array_equal(z.data, [np.inf, np.inf, 1.0, 0.0])
+    np.testing.assert_array_equal(p.grad, [-np.inf, -np.inf, 0.0, 0.0])
+
+
 def test_pow_at_negative_base_has_nan_exponent_gradient():
     # (-2)^2 is real, but d/dp (-2)^p has no real value: NaN, as documented
     x, p = var([-2.0, -3.0]), var([2.0, 3.0])
@@ -264,6 +276,34 @@ def test_max_with_keepdims_gradient():
     np.testing.assert_array_equal(z.data, [[4.0, 7.0]])
     z.backward(Tensor(np.array([[2.0, 1.0]])))
     np.testing.assert_array_equal(x.grad, [[1.0, 0.0], [1.0, 1.0]])
+
+
+@pytest.mark.parametrize("op, reason", [
+    (mg.max, "the reduction has no identity"), (mg.logsumexp, "the reduction has no identity"),
+    (mg.log_softmax, "its logsumexp has no identity"), (mg.mean, "the mean of no elements")])
+def test_reductions_without_identity_refuse_an_empty_axis(op, reason):
+    # max and logsumexp raised NumPy's own error, mean gave NaN with RuntimeWarnings
+    name = op.__name__
+    with no_warnings():
+        with pytest.raises(ValueError, match=rf"{name}: axis 0 of shape \(0, 3\) is empty; "
+                                             rf"{reason}"):
+            op(const(np.zeros((0, 3))), axis=0)
+        with pytest.raises(ValueError, match=rf"{name}: axis 1 of shape \(2, 0\) is empty"):
+            op(const(np.zeros((2, 0))), axis=-1)
+        if op is not mg.log_softmax:  # log_softmax keeps the shape: its axis is one int
+            with pytest.raises(ValueError, match=rf"{name}: axis 0 of shape \(0,\) is empty"):
+                op(const(np.zeros(0)))
+            # reducing a non-empty axis of an empty tensor is fine: no slice is empty
+            assert op(const(np.zeros((0, 3))), axis=1).shape == (0,)
+
+
+def test_sum_over_an_empty_axis_is_zero():
+    x = var(np.zeros((0, 3)))
+    z = mg.sum(x, axis=0)
+    np.testing.assert_array_equal(z.data, np.zeros(3))
+    z.backward(Tensor(np.ones(3)))
+    assert x.grad.shape == (0, 3)
+    assert mg.sum(const(np.zeros(0))).item() == 0.0
 
 
 def test_reduction_axis_out_of_range():
@@ -756,3 +796,45 @@ def test_reparameterize_with_a_stream_takes_its_position():
 def test_reparameterize_needs_a_position():
     with pytest.raises(ValueError, match="seed"):
         mg.reparameterize(const([0.0]), const([0.0]))
+
+
+@pytest.mark.parametrize("kl_weight, error", [(None, TypeError), ("0.5", TypeError),
+                                              (True, TypeError), (np.array([0.5]), TypeError),
+                                              (0.5j, TypeError), (np.nan, ValueError),
+                                              (np.inf, ValueError)], ids=repr)
+@pytest.mark.parametrize("backend", ["reference", "numba_cpu"])
+def test_reparameterize_kl_checks_kl_weight_at_the_call(backend, kl_weight, error):
+    # None used to drop the KL's gradient on numba_cpu and give NaN on the reference, at
+    # backward time; the stream must not advance for the refused call
+    stream = mg.random.Stream(seed=4)
+    with pytest.raises(error, match="reparameterize_kl: kl_weight is"):
+        mg.reparameterize_kl(var(np.zeros(3)), var(np.zeros(3)), kl_weight, stream=stream,
+                             backend=backend)
+    assert stream.offset == 0
+
+
+@pytest.mark.parametrize("kl_weight", [1, np.float32(0.25), np.int64(3)])
+def test_reparameterize_kl_takes_numpy_and_python_real_weights(kl_weight):
+    mu, logvar = var(random(4)), var(random(4))
+    z, _ = mg.reparameterize_kl(mu, logvar, kl_weight, seed=1, offset=0)
+    z.backward(Tensor(np.zeros(4)))
+    np.testing.assert_allclose(mu.grad, float(kl_weight) * mu.data, rtol=1e-15)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda s: mg.reparameterize(const([0.0]), const([0.0]), stream=s, backend="nope"),
+     ValueError, "reparameterize: unknown kernel backend 'nope'"),
+    (lambda s: mg.reparameterize_kl(const([0.0]), const([0.0]), 1.0, stream=s, backend="nope"),
+     ValueError, "reparameterize_kl: unknown kernel backend 'nope'"),
+    (lambda s: mg.reparameterize(const([0.0, 1.0]), const([0.0]), stream=s),
+     ValueError, "mu has shape"),
+    (lambda s: mg.reparameterize(const(np.zeros(8)), const(np.zeros(8)), stream=s),
+     ValueError, r"Stream.take: offset 73786976294838206458 \+ size 8 is past 2\*\*66"),
+    (lambda s: mg.reparameterize_kl(const(np.zeros(8)), const(np.zeros(8)), 1.0, stream=s),
+     ValueError, r"Stream.take: offset .* is past 2\*\*66"),
+], ids=["backend", "kl backend", "shapes", "past the end", "kl past the end"])
+def test_a_refused_reparameterize_does_not_advance_the_stream(call, error, message):
+    stream = mg.random.Stream(seed=3, offset=2**66 - 6)
+    with pytest.raises(error, match=message):
+        call(stream)
+    assert stream.offset == 2**66 - 6

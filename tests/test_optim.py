@@ -336,8 +336,75 @@ def test_fused_adam_is_bit_identical_to_the_array_expression(weight_decay, dtype
                 np.testing.assert_array_equal(opt_fused.state[i][key], opt_plain.state[i][key])
 
 
-def test_adam_steps_float16_parameters_through_the_array_expression():
-    p = mg.Tensor(np.ones(4, np.float16), requires_grad=True)
-    p.grad = np.full(4, 0.5, np.float16)
-    optim.Adam([p], lr=0.1, flush_denormals_every=0).step()
-    assert p.dtype == np.float16 and np.all(p.data < 1)
+def adam_float64(p, grads, lr, b1, b2, eps, weight_decay):
+    """Adam on float64 arrays, p rounded to float16 after each step as a float16 parameter is;
+    returns (p, m, v)."""
+    p = p.astype(np.float64)
+    m = v = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64) + weight_decay * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        update = lr / (1 - b1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)
+        p = (p - update).astype(np.float16).astype(np.float64)
+    return p, m, v
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_float16_steps_are_the_float64_steps_rounded(fused, weight_decay):
+    # eps = 1e-8 is 0 in float16, and so is (1 - b2) g^2 for |g| < 7.7e-3: float16 arithmetic
+    # divided m by 0 and wrote -inf after one step
+    rng = np.random.default_rng(11)
+    start = rng.uniform(-2, 2, (4, 5)).astype(np.float16)
+    scales = np.array([1e-6, 1e-4, 3e-3, 1.0, 100.0])  # one per column
+    grads = [(rng.standard_normal((4, 5)) * scales).astype(np.float16) for _ in range(6)]
+    p = mg.Tensor(start.copy(), requires_grad=True)
+    optimizer = optim.Adam([p], lr=1e-2, weight_decay=weight_decay, fused=fused)
+    for g in grads:
+        p.grad = g
+        optimizer.step()
+    expected, m, v = adam_float64(start, grads, 1e-2, 0.9, 0.999, 1e-8, weight_decay)
+    assert p.dtype == np.float16 and np.all(np.isfinite(p.data))
+    ulps = np.abs(p.data.astype(np.float64) - expected) / np.spacing(np.abs(p.data))
+    assert ulps.max() <= 1, ulps  # float32 steps rounded to float16: at most a double rounding
+    assert np.any(p.data != start)
+    state = optimizer.state[0]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == np.float32
+    np.testing.assert_allclose(state["exp_avg"], m, rtol=1e-5, atol=1e-30)
+    np.testing.assert_allclose(state["exp_avg_sq"], v, rtol=1e-5, atol=1e-30)
+
+
+def test_fused_adam_on_float16_is_bit_identical_to_the_array_expression():
+    rng = np.random.default_rng(12)
+    fused = mg.Tensor(rng.standard_normal((6, 7)).astype(np.float16), requires_grad=True)
+    plain = mg.Tensor(fused.data.copy(), requires_grad=True)
+    opt_fused, opt_plain = optim.Adam([fused]), optim.Adam([plain], fused=False)
+    for _ in range(4):
+        fused.grad = (rng.standard_normal((6, 7)) * 1e-3).astype(np.float16)
+        plain.grad = fused.grad.copy()
+        opt_fused.step()
+        opt_plain.step()
+        np.testing.assert_array_equal(fused.data, plain.data)
+        for key in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(opt_fused.state[0][key], opt_plain.state[0][key])
+
+
+def test_adam_float16_state_is_float32_in_the_state_dict_too():
+    p = mg.Tensor(np.ones((2, 3), np.float16), requires_grad=True)
+    optimizer = optim.Adam([p], lr=0.1)
+    p.grad = np.full((2, 3), 1e-4, np.float16)
+    optimizer.step()
+    state = optimizer.state_dict()
+    assert state["state.0.exp_avg"].dtype == state["state.0.exp_avg_sq"].dtype == np.float32
+    resumed_p = mg.Tensor(p.data.copy(), requires_grad=True)
+    resumed = optim.Adam([resumed_p], lr=0.1)
+    resumed.load_state_dict(state)
+    for q, opt in ((p, optimizer), (resumed_p, resumed)):
+        q.grad = np.full((2, 3), -2e-4, np.float16)
+        opt.step()
+    np.testing.assert_array_equal(resumed_p.data, p.data)
+    state["state.0.exp_avg"] = state["state.0.exp_avg"].astype(np.float16)
+    with pytest.raises(TypeError, match="state.0.exp_avg has dtype float16, parameter 0 has "
+                                        "dtype float16, whose state is float32"):
+        resumed.load_state_dict(state)

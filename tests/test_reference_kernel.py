@@ -191,3 +191,24 @@ def test_stream_rejects_bad_input_without_changing():
         Stream(2**64)
     with pytest.raises(TypeError, match="seed"):
         Stream(1.0)
+
+
+def test_stream_refuses_offsets_past_its_end():
+    # 2**66 normals per seed (the last block index must fit 64 bits): past that, a position does
+    # not exist, so no Stream may hold one or hand one out
+    end = 2**66
+    assert Stream(1, offset=end).take(0) == (1, end)
+    with pytest.raises(ValueError, match=r"Stream: offset 73786976294838206465 \+ size 0 is "
+                                         r"past 2\*\*66, the end of the stream"):
+        Stream(1, offset=end + 1)
+    stream = Stream(1, offset=end - 4)
+    with pytest.raises(ValueError, match=r"Stream.load_state_dict: offset .* past 2\*\*66"):
+        stream.load_state_dict({"seed": 2, "offset": end + 1})
+    assert stream.state_dict() == {"seed": 1, "offset": end - 4}
+    with pytest.raises(ValueError, match=r"Stream.take: offset 73786976294838206460 \+ size 5 "
+                                         r"is past 2\*\*66"):
+        stream.take(5)
+    with pytest.raises(ValueError, match=r"Stream.take: .* past 2\*\*66"):
+        stream.normal((5,))
+    assert stream.offset == end - 4
+    assert stream.normal(4).shape == (4,) and stream.offset == end

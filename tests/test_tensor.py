@@ -226,3 +226,28 @@ def test_reductions_take_numpy_integer_axes_and_refuse_repeated_or_impossible_on
 def test_linear_accepts_plain_arrays_as_weight_and_bias():
     out = mg.linear(Tensor(np.ones((2, 3))), np.ones((3, 4)), np.zeros(4))
     np.testing.assert_array_equal(out.data, np.full((2, 4), 3.0))
+
+
+def test_numpy_reductions_of_a_tensor_return_the_ops_tensor():
+    # NumPy calls t.sum(axis=None, out=None) (t.mean also with dtype=None): a TypeError before
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    total, largest, average = np.sum(x), np.max(x), np.mean(x)
+    assert all(isinstance(t, Tensor) for t in (total, largest, average))
+    assert (total.item(), largest.item(), average.item()) == (15.0, 5.0, 2.5)
+    assert total.op == "sum" and largest.op == "max" and average.op == "mean"
+    np.testing.assert_array_equal(np.sum(x, axis=1, keepdims=True).data, [[3.0], [12.0]])
+    np.testing.assert_array_equal(np.amax(x, axis=0).data, [3.0, 4.0, 5.0])
+    total.backward()
+    np.testing.assert_array_equal(x.grad, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["sum", "mean", "max"])
+def test_reductions_refuse_an_out_array_or_a_dtype(method):
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(TypeError, match=rf"Tensor.{method}: out= is not supported \(got ndarray\)"):
+        getattr(np, method)(x, out=np.empty(()))
+    with pytest.raises(TypeError, match=rf"Tensor.{method}: dtype= is not supported \(got "
+                                        r"<class 'numpy.float32'>\); the result keeps the "
+                                        "tensor's dtype float64"):
+        getattr(x, method)(dtype=np.float32)
+    assert getattr(x, method)(dtype=None, out=None).shape == ()

@@ -16,7 +16,13 @@ v^T (y(x_i + eps u) - y(x_i - eps u)) / (2 eps) against <analytic, u>, with atol
 (the most that elements each within atol can add up to): 2 k calls of fn per input instead of 2 per
 element.  An input whose directions disagree is rechecked element by element, which decides its
 verdict and names the worst element, as PyTorch's fast gradcheck does.
+
+Before any difference is taken, fn is evaluated twice at the float64 inputs: finite differences
+of a function that is not deterministic (fresh noise from a Stream or np.random on every call)
+measure the noise, not the slope, so such an fn is refused with a ValueError that says so.
 """
+import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -73,16 +79,19 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
               raise_on_failure=False, seed=0, all_outputs=False):
     """Check the gradients of ``fn(*inputs)`` (which must return a Tensor) by finite differences.
 
-    inputs: a Tensor or array, or a sequence of them.  Float Tensors with requires_grad=True and
-        float arrays are differentiated; other Tensors are passed through as constants.
+    inputs: a Tensor or NumPy array (or scalar), or a list or tuple of them.  Float Tensors with
+        requires_grad=True and float arrays are differentiated; other Tensors are passed through
+        as constants.
     eps, atol, rtol: default to TOLERANCES of the least precise differentiated dtype.
     fast: compare ``num_directions`` random directional derivatives per input (see the module).
     seed: picks the cotangent v and the directions; a fixed seed makes the check repeatable.
     all_outputs: compare every output element instead of the projection on v.
     raise_on_failure: raise GradcheckError with the failure message instead of returning.
 
-    Returns a GradcheckReport (true when every input passed).  Raises TypeError for an integer
-    array to differentiate or a non-Tensor result, ValueError for NaN or Inf in an input.
+    Returns a GradcheckReport (true when every input passed).  Raises TypeError for inputs that
+    are not Tensors or arrays, an integer array to differentiate or a non-Tensor result;
+    ValueError for NaN or Inf in an input, eps <= 0, a negative or non-finite tolerance, or an fn
+    that returns different values for the same inputs.
     """
     arguments = _arguments(inputs)
     checked = [a for a in arguments if a.differentiate]
@@ -104,6 +113,7 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
     cotangents, labels, projection = _cotangents(output, rng, all_outputs, seed)
     analytic = _vjps(output, leaves, checked, cotangents)
     evaluate = _evaluator(fn, arguments, output.shape, device)
+    _check_deterministic(evaluate)
 
     results = []
     for a in checked:
@@ -126,12 +136,22 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
     return report
 
 
+_INPUT_TYPES = (Tensor, np.ndarray, np.generic)  # an argument of fn: a Tensor, a NumPy array/scalar
+
+
 def _arguments(inputs):
-    """fn's arguments, checked: float where differentiated, finite wherever float."""
-    if not isinstance(inputs, (list, tuple)):
+    """fn's arguments, checked: Tensors or arrays, float where differentiated, finite wherever
+    float."""
+    if isinstance(inputs, _INPUT_TYPES):
         inputs = (inputs,)
+    elif not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"gradcheck: inputs is {type(inputs).__name__}; expected a Tensor or a "
+                        "list or tuple of Tensors (float NumPy arrays are differentiated too)")
     arguments = []
     for i, value in enumerate(inputs):
+        if not isinstance(value, _INPUT_TYPES):
+            raise TypeError(f"gradcheck: inputs[{i}] is {type(value).__name__}; expected a "
+                            "Tensor (or a float NumPy array or scalar)")
         if isinstance(value, Tensor):
             data, differentiate, name = np.asarray(value.numpy()), value.requires_grad, value.name
         else:
@@ -158,9 +178,21 @@ def _tolerance(checked, eps, atol, rtol):
                       "looser tolerances, and float64 inputs are the reliable setting",
                       GradcheckWarning, stacklevel=3)
     default = TOLERANCES[np.dtype(dtype)]
-    return Tolerance(eps=default.eps if eps is None else eps,
-                     atol=default.atol if atol is None else atol,
-                     rtol=default.rtol if rtol is None else rtol)
+    return Tolerance(eps=default.eps if eps is None else _setting("eps", eps, positive=True),
+                     atol=default.atol if atol is None else _setting("atol", atol),
+                     rtol=default.rtol if rtol is None else _setting("rtol", rtol))
+
+
+def _setting(name, value, positive=False):
+    """An explicit eps (finite, > 0) or tolerance (finite, >= 0) as a float, else an error."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"gradcheck: {name} is {type(value).__name__} {value!r}; expected a "
+                        "real number")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"gradcheck: {name} is {value}; it must be finite and {bound}")
+    return value
 
 
 def _checked_output(output, call):
@@ -208,8 +240,8 @@ def _vjps(output, leaves, checked, cotangents):
 
 
 def _evaluator(fn, arguments, output_shape, device="cpu"):
-    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x, flattened; fn
-    runs on ``device``, x and the result are host arrays."""
+    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x (none replaced
+    when i is None), flattened; fn runs on ``device``, x and the result are host arrays."""
     base = [Tensor(to_device(a.data.astype(np.float64), device)) if is_float_dtype(a.data.dtype)
             else a.value for a in arguments]
 
@@ -226,6 +258,19 @@ def _evaluator(fn, arguments, output_shape, device="cpu"):
         # NOTE: a copy, since y may be a view of x (reshape, getitem), which is perturbed in place
         return np.array(to_device(y.data, "cpu"), dtype=np.float64).reshape(-1)
     return evaluate
+
+
+def _check_deterministic(evaluate):
+    """Raise unless fn gives the same values twice at the float64 inputs (NaN where NaN)."""
+    first, second = evaluate(None, None), evaluate(None, None)
+    if np.array_equal(first, second, equal_nan=True):
+        return
+    with np.errstate(invalid="ignore"):
+        difference = np.abs(first - second)
+    difference = np.where(np.isnan(first) == np.isnan(second), difference, np.inf)
+    raise ValueError("gradcheck: fn returned different values for the same inputs (max "
+                     f"difference {np.nanmax(difference):.3e}); finite differences need a "
+                     "deterministic function: fix the seed/offset of any noise inside it")
 
 
 def _unit_directions(rng, count, size):

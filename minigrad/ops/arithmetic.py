@@ -76,8 +76,10 @@ def pow(x, exponent):
     """z = x ** p.
 
     Scalar p: gx = g * p * x ** (p - 1).
-    Tensor p: additionally gp = g * z * log(x), defined for x > 0; taken as 0 where x == 0
-    (the limit for p > 0, where z is 0) and NaN where x < 0 (no real derivative in p).
+    Tensor p: additionally gp = g * z * log(x), defined for x > 0, with PyTorch's values
+    elsewhere: 0 where x == 0 and p >= 0 (the limit from p > 0, where z is 0; at p = 0 too),
+    -inf where x == 0 and p < 0 (z * log(x) = inf * -inf) and NaN where x < 0 (no real
+    derivative in p).
     """
     if isinstance(exponent, (int, float)):
         x = as_tensor(x)
@@ -101,6 +103,6 @@ def pow(x, exponent):
         gp = None
         if p.requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):  # log(x <= 0) is deliberate
-                gp = g * xp.where(x.data == 0, 0, z * xp.log(x.data))
+                gp = g * xp.where((x.data == 0) & (p.data >= 0), 0, z * xp.log(x.data))
         return gx, gp
     return make_node(z, (x, p), vjp, "pow")

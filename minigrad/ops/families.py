@@ -10,6 +10,7 @@ graph and writes the log-densities as minigrad expressions, for Monte-Carlo KL e
 import math
 
 from kernels import families as kernel
+from kernels.contract import check_float_dtype, check_shape
 from minigrad.graph import make_node
 from minigrad.ops.reparam import _position
 from minigrad.ops.unary import exp, relu, softplus
@@ -62,5 +63,8 @@ def noise(shape, family, *, seed=None, offset=None, stream=None, dtype="float64"
     """The standard draws eps (an array, not a Tensor) that reparameterize_family would use at
     this stream position: for drawing many samples at once, as importance weighting does."""
     kernel.check_family("noise", family)
+    # checked before the stream hands out its position: a call that raises must not advance it
+    shape = check_shape("noise", shape)
+    check_float_dtype("noise", "dtype", dtype)
     seed, offset = _position("noise", math.prod(shape), seed, offset, stream)
     return kernel.noise(shape, dtype, family, seed, offset)

@@ -1,4 +1,8 @@
-"""Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``)."""
+"""Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``).
+
+Over an empty axis, sum is 0 (its identity); max, logsumexp and log_softmax have no identity and
+mean divides by 0, so they raise a ValueError naming the axis instead of NumPy's error or NaN.
+"""
 import numpy as np
 
 from minigrad.backend import namespace
@@ -20,12 +24,30 @@ def _axes(axis, ndim):
     return normalised
 
 
+def _nonempty(op, shape, axes, reason="the reduction has no identity"):
+    """Raise unless every reduced axis of ``shape`` has elements."""
+    for a in axes:
+        if shape[a] == 0:
+            raise ValueError(f"{op}: axis {a} of shape {shape} is empty; {reason}")
+
+
 def _expand(g, shape, axes, keepdims):
     """Broadcast a reduced gradient back over the reduced ``axes`` of ``shape``."""
     xp = namespace(g)
     if not keepdims:
         g = xp.expand_dims(g, axes) if axes else g
     return xp.broadcast_to(g, shape)
+
+
+def check_numpy_keywords(method, x, dtype, out):
+    """Refuse what NumPy's reductions may pass to Tensor.sum/mean/max but a Tensor cannot honour:
+    an ``out`` array, or a ``dtype`` (the result keeps x's dtype)."""
+    if out is not None:
+        raise TypeError(f"{method}: out= is not supported (got {type(out).__name__}); the "
+                        "reduction returns a new Tensor, so leave out=None")
+    if dtype is not None:
+        raise TypeError(f"{method}: dtype= is not supported (got {dtype!r}); the result keeps "
+                        f"the tensor's dtype {x.dtype}, so leave dtype=None")
 
 
 def sum(x, axis=None, keepdims=False):
@@ -41,6 +63,7 @@ def mean(x, axis=None, keepdims=False):
     """z = sum(x) / m over ``axis``, m the number of elements reduced.  VJP: gx = g / m broadcast."""
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
+    _nonempty("mean", x.shape, axes, "the mean of no elements is 0 / 0")
     count = 1
     for a in axes:
         count *= x.shape[a]
@@ -57,6 +80,7 @@ def max(x, axis=None, keepdims=False):
     """
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
+    _nonempty("max", x.shape, axes)
     z = x.data.max(axis=axes, keepdims=True)
 
     def vjp(g):
@@ -79,6 +103,7 @@ def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
     xp = namespace(x.data)
     axes = _axes(axis, x.ndim)
+    _nonempty("logsumexp", x.shape, axes)
     z = _logsumexp(xp, x.data, axes)
 
     def vjp(g):
@@ -91,6 +116,7 @@ def log_softmax(x, axis=-1):
     x = as_tensor(x)
     xp = namespace(x.data)
     axes = _axes(axis, x.ndim)
+    _nonempty("log_softmax", x.shape, axes, "its logsumexp has no identity")
     z = x.data - _logsumexp(xp, x.data, axes)
 
     def vjp(g):

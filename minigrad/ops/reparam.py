@@ -7,14 +7,18 @@ from (seed, offset) instead of keeping it, so the node saves only logvar between
 contract, dispatched to the fastest backend for the arrays; this file connects it to the graph.
 """
 import kernels
-from kernels.contract import check_reparam_inputs
+from kernels.contract import check_kl_grad, check_reparam_inputs
 from minigrad.graph import make_node
 from minigrad.random import Stream
 from minigrad.tensor import Tensor, as_tensor
 
 
 def _position(name, size, seed, offset, stream):
-    """(seed, offset) of the draw: given directly, or taken from a Stream (which advances)."""
+    """(seed, offset) of the draw: given directly, or taken from a Stream (which advances).
+
+    Callers check every other argument first, so that a call that raises leaves the Stream where
+    it was; take() itself refuses a draw past the end of the stream.
+    """
     if stream is None:
         if seed is None or offset is None:
             raise ValueError(f"{name}: needs seed= and offset= (or stream=)")
@@ -37,6 +41,7 @@ def reparameterize(mu, logvar, *, seed=None, offset=None, stream=None, save_nois
     """
     mu, logvar = as_tensor(mu), as_tensor(logvar)
     check_reparam_inputs("reparameterize", mu.data, logvar.data)
+    kernels.check_backend("reparameterize", backend, mu.data)
     seed, offset = _position("reparameterize", mu.size, seed, offset, stream)
     out = kernels.forward(mu.data, logvar.data, seed, offset, backend=backend,
                           save_noise=save_noise)
@@ -55,10 +60,13 @@ def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=N
     for a VAE's mean loss): z's VJP is that of ``loss(z) + kl_weight * kl``, so
         gmu = g + kl_weight * mu,   glogvar = g * sigma * eps / 2 + kl_weight * (e^logvar - 1) / 2
     in one fused pass each way.  ``kl`` is returned as a plain value (a Tensor without grad) to
-    report; do not add it to the loss again.
+    report; do not add it to the loss again.  ``kl_weight`` must be a real, finite scalar (a
+    Python or NumPy int or float, not bool); it is checked here, not at backward time.
     """
     mu, logvar = as_tensor(mu), as_tensor(logvar)
     check_reparam_inputs("reparameterize_kl", mu.data, logvar.data)
+    kl_weight = check_kl_grad("reparameterize_kl", "kl_weight", kl_weight, mu.data)
+    kernels.check_backend("reparameterize_kl", backend, mu.data)
     seed, offset = _position("reparameterize_kl", mu.size, seed, offset, stream)
     out = kernels.forward_kl(mu.data, logvar.data, seed, offset, backend=backend,
                              save_noise=save_noise)
