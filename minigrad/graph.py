@@ -1,17 +1,26 @@
-"""The recorded graph and reverse mode over it.
+"""The recorded graph and reverse mode over it, to any order.
 
-Every differentiable op returns ``make_node(value, parents, vjp, op)``.  ``vjp(g)`` maps the
-gradient of the output, ``g``, to one gradient per parent (``None`` where a parent needs none),
-each in the broadcast shape of the op; ``unbroadcast`` alone sums it back to the parent's shape.
+Every differentiable op returns ``make_node(value, parents, vjp, op)`` (minigrad.tensor), which
+records a ``Node``: the op, its parent tensors and its VJP.  ``vjp(g)`` maps the gradient of the
+output, ``g``, to one gradient per parent (``None`` where a parent needs none), each in the
+parent's shape or, for a parent the op broadcast, the output's (``unbroadcast`` sums it back).
+A VJP that reads the op's output takes it as a second argument, ``vjp(g, z)``.
+
+VJPs compute with minigrad's own ops on Tensors, so a gradient can itself be part of a graph:
+``backward`` runs them with recording off (first order: the ops compute arrays and nothing more),
+or on, with ``create_graph=True``, when the gradients are to be differentiated again.  One
+formula per op serves every order.
 
 ``backward`` walks the graph in reverse topological order, found iteratively so that a chain of
 any length never touches Python's recursion limit.  It refuses what would make a gradient silently
 wrong: a VJP returning the wrong number of gradients or a gradient of a shape its parent cannot
-have, a complex or non-numeric gradient, and an array saved for the backward pass that changed
-since the forward (``minigrad.saved``).
+have, a complex or non-numeric gradient, an array gradient where a differentiable one is needed,
+and an array saved for the backward pass that changed since the forward (``minigrad.saved``).
+
+This module knows tensors only as the objects it is given (it never imports minigrad.tensor):
+Tensor depends on the graph, not the other way round.
 """
 import contextlib
-import sys
 import threading
 import time
 
@@ -28,8 +37,8 @@ class _ThreadState(threading.local):
     test per op.
         forward_observers: fn(out, op, parents) after an op has made its output tensor
         vjp_observers:     fn(tensor, g, parent_grads, seconds) after the VJP of tensor's node ran;
-                           parent_grads holds one array per parent, in that parent's shape (None
-                           where it needs none)
+                           g and parent_grads are arrays, one per parent in that parent's shape
+                           (None where it needs none)
     """
 
     def __init__(self):
@@ -47,15 +56,26 @@ def is_grad_enabled():
 
 
 @contextlib.contextmanager
-def no_grad():
-    """Context in which this thread's ops compute values only: nothing is recorded, nothing
-    requires grad.  Other threads keep recording."""
+def set_grad_enabled(mode):
+    """Context in which this thread's ops record the graph (``mode`` true) or compute values
+    only; the previous mode comes back on exit.  Other threads are not affected."""
     state = _state
-    previous, state.grad_enabled = state.grad_enabled, False
+    previous, state.grad_enabled = state.grad_enabled, bool(mode)
     try:
         yield
     finally:
         state.grad_enabled = previous
+
+
+def no_grad():
+    """Context in which this thread's ops compute values only: nothing is recorded, nothing
+    requires grad.  Other threads keep recording."""
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    """Context in which this thread's ops record the graph again (inside ``no_grad``)."""
+    return set_grad_enabled(True)
 
 
 def observers():
@@ -64,31 +84,35 @@ def observers():
 
 
 class Node:
-    """How a tensor was made: the op's name, its input tensors and its VJP closure.
+    """How a tensor was made: the op's name, its input tensors and its VJP.
 
-    ``saved`` lists (owner, array, hold) for each array the VJP closure captures: NumPy arrays
-    are held read-only until the node is freed (``minigrad.saved``), so that an in-place edit
-    cannot silently change the gradient.  ``free`` drops the VJP once backward has used it
-    (unless ``retain_graph``), releasing those arrays; a graph dropped without a backward
-    releases them when its nodes are collected.
+    ``saved`` lists (owner, array, hold) for each array the VJP reads: ``owner`` is the tensor it
+    is read from (the parent, or OUTPUT for the op's own output), ``hold`` the read-only hold on a
+    NumPy array (``minigrad.saved``) that keeps in-place edits from changing the gradient.
+    ``free`` drops the VJP once backward has used it (unless ``retain_graph``), releasing those
+    arrays; a graph dropped without a backward releases them when its nodes are collected.
     """
 
-    __slots__ = ("op", "parents", "vjp", "freed", "saved")
+    __slots__ = ("op", "parents", "vjp", "reads_output", "freed", "saved")
 
-    def __init__(self, op, parents, vjp):
+    def __init__(self, op, parents, vjp, reads_output, captured):
         self.op = op
         self.parents = parents
         self.vjp = vjp
+        self.reads_output = reads_output
         self.freed = False
-        self.saved = _hold_captured(vjp, op)
+        host = [array for _, array in captured if isinstance(array, np.ndarray)]
+        holds = dict(zip(map(id, host), saved.hold(host, op))) if host else {}
+        self.saved = tuple((owner, array, holds.get(id(array))) for owner, array in captured)
 
     def saved_arrays(self):
-        """Arrays the VJP closure keeps alive for the backward pass, each once."""
+        """Arrays the VJP keeps alive for the backward pass, each once."""
         return [array for _, array, _ in self.saved]
 
-    def check_saved(self):
-        """Raise if an array saved for this node's VJP changed since the forward."""
+    def call_vjp(self, g, out):
+        """The VJP's gradients for g, after checking that what it saved is unchanged."""
         for owner, array, entry in self.saved:
+            owner = out if owner is OUTPUT else owner
             reason = saved.changed(entry, owner) if entry is not None else None
             if reason is not None:
                 what = (f"the data of {_describe(owner)}" if owner is not None
@@ -98,6 +122,7 @@ class Node:
                     f"{reason} after the forward; the gradient would be computed at values the "
                     "forward never saw. Run the forward again after changing it (or call "
                     "backward before changing it)")
+        return self.vjp(g, out) if self.reads_output else self.vjp(g)
 
     def free(self):
         """Drop the VJP and let the saved arrays go (backward without retain_graph)."""
@@ -113,38 +138,7 @@ class Node:
         self._release()
 
 
-def _hold_captured(vjp, op):
-    """(owner, array, hold) for each array a VJP closure captures, once each: arrays it holds
-    itself (owner None), arrays inside tuples or lists (an index), and the data of the tensors it
-    reads (owner that tensor).  NumPy arrays are held read-only (hold None for the others)."""
-    closure = vjp.__closure__
-    if not closure:
-        return ()
-    from minigrad.tensor import Tensor
-
-    array_types = _array_types()
-    found = {}
-    for cell in closure:
-        value = cell.cell_contents
-        for item in value if type(value) in (tuple, list) else (value,):
-            owner = item if isinstance(item, Tensor) else None
-            array = item.data if owner is not None else item
-            if isinstance(array, array_types) and id(array) not in found:
-                found[id(array)] = (owner, array)
-    if not found:
-        return ()
-    host = [a for _, a in found.values() if isinstance(a, np.ndarray)]
-    holds = dict(zip(map(id, host), saved.hold(host, op)))
-    return tuple((owner, a, holds.get(id(a))) for owner, a in found.values())
-
-
-def _array_types():
-    """NumPy arrays and scalars, and CuPy arrays once CuPy is imported."""
-    cupy = sys.modules.get("cupy")
-    return _HOST_ARRAYS if cupy is None else (*_HOST_ARRAYS, cupy.ndarray)
-
-
-_HOST_ARRAYS = (np.ndarray, np.generic)
+OUTPUT = "output"  # the owner of a saved array that is the op's own output
 
 
 def _describe(tensor):
@@ -153,29 +147,10 @@ def _describe(tensor):
     return f"{name} of shape {tensor.shape} ({made})"
 
 
-def make_node(value, parents, vjp, op):
-    """Wrap an op's output array; record (parents, vjp) when grad mode is on in this thread
-    and any parent requires grad."""
-    from minigrad.tensor import Tensor
-
-    if isinstance(value, np.generic):  # NumPy reductions return scalars, not 0-d arrays
-        value = np.asarray(value)
-    out = Tensor._wrap(value)
-    state = _state
-    if state.grad_enabled and any(p.requires_grad for p in parents):
-        out.requires_grad = True
-        out._node = Node(op, parents, vjp)
-    for observe in state.forward_observers:
-        observe(out, op, parents)
-    return out
-
-
 def unbroadcast(grad, shape):
-    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``.
-
-    The one place where a broadcast gradient is reduced back to its operand's shape.
-    """
-    if grad.shape == shape:
+    """Sum ``grad`` (an array or a Tensor) over the axes that broadcasting added or stretched,
+    giving ``shape``.  The one place where a broadcast gradient is reduced to its operand's."""
+    if tuple(grad.shape) == shape:
         return grad
     leading = grad.ndim - len(shape)
     if leading > 0:
@@ -183,15 +158,18 @@ def unbroadcast(grad, shape):
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
-    if grad.shape != shape:
-        raise ValueError(f"unbroadcast: gradient of shape {grad.shape} cannot be reduced to {shape}")
+    if tuple(grad.shape) != shape:
+        raise ValueError(f"unbroadcast: gradient of shape {tuple(grad.shape)} cannot be reduced "
+                         f"to {shape}")
     return grad
 
 
-def topological_order(root):
-    """Tensors that require grad and lead to ``root``, each after all of its parents."""
+def topological_order(roots):
+    """Tensors that require grad and lead to ``roots`` (a tensor or a sequence), each after all
+    of its parents."""
+    roots = roots if isinstance(roots, (list, tuple)) else (roots,)
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in reversed(roots)]
     while stack:
         tensor, expanded = stack.pop()
         if expanded:
@@ -207,70 +185,133 @@ def topological_order(root):
     return order
 
 
-def backward(root, grad=None, retain_graph=False):
-    """Accumulate d(root)/d(leaf), contracted with ``grad``, into every leaf's ``.grad``."""
-    if not root.requires_grad:
-        raise RuntimeError("backward: this tensor does not require grad "
-                           "(no input had requires_grad=True, or it was made under no_grad())")
-    if grad is None:
-        if root.data.size != 1:
-            raise RuntimeError(f"backward: grad can be omitted only for a one-element output; "
-                               f"this output has shape {root.shape}")
-        grad = namespace(root.data).ones_like(root.data)
+def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
+    """Reverse mode from ``roots`` (tensors that require grad) with cotangents ``grads`` (one per
+    root: None for a one-element root, else an array, Tensor, number or list of its shape).
+
+    ``inputs`` None: accumulate d(roots)/d(leaf) into every leaf's ``.grad`` (and that of tensors
+    with ``retain_grad``).  ``inputs`` a list of tensors: return their gradients (a Tensor, or
+    None where no path leads there), touching no ``.grad``, and run only the VJPs on the way.
+
+    ``create_graph``: the VJPs record their ops, so the gradients are Tensors of a new graph
+    (``.grad`` holds Tensors then, arrays otherwise).  ``retain_graph``: keep the VJPs for
+    another backward; without it each node is freed once its VJP has run.
+    """
+    wrap = type(roots[0])._wrap
+    pending = {}  # id(tensor) -> its gradient so far (a Tensor)
+    for root, grad in zip(roots, grads):
+        if not root.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad (no input had "
+                               "requires_grad=True, or it was made under no_grad())")
+        if grad is None:
+            if root.data.size != 1:
+                raise RuntimeError(f"backward: grad can be omitted only for a one-element output;"
+                                   f" this output has shape {root.shape}")
+            grad = wrap(namespace(root.data).ones_like(root.data))
+        else:
+            grad = _checked_gradient(grad, root, "backward: grad", "the output", wrap,
+                                     create_graph)
+        key = id(root)
+        pending[key] = grad if key not in pending else pending[key] + grad
+
+    order = topological_order(roots)
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    if wanted is not None:  # only tensors with a path to an input need their VJP
+        leads = set(wanted)
+        for tensor in order:
+            if tensor._node is not None and any(id(p) in leads for p in tensor._node.parents):
+                leads.add(id(tensor))
+    found = {}
+    handed_out = set()  # ids of the arrays stored as some .grad (or the caller's) in this pass
+    for grad in pending.values():
+        handed_out.add(id(grad.data))
+    state = _state
+    forward_observers, vjp_observers = state.forward_observers, state.vjp_observers
+    state.forward_observers = []  # the VJPs' own ops are not the forward's: observers skip them
+    try:
+        with set_grad_enabled(create_graph):
+            for tensor in reversed(order):
+                key = id(tensor)
+                g = pending.pop(key, None)
+                if g is None:
+                    continue
+                for hook in tensor._hooks.values():
+                    replaced = hook(g if create_graph else g.data)
+                    if replaced is not None:
+                        g = _checked_gradient(replaced, tensor, "register_hook: a hook returned "
+                                              "a gradient", "a tensor", wrap, create_graph)
+                node = tensor._node
+                if wanted is not None:
+                    if key in wanted:
+                        found[key] = g
+                    if node is None or key not in leads:
+                        continue
+                elif node is None or tensor._retains_grad:
+                    _accumulate(tensor, g, create_graph, handed_out)
+                if node is None:
+                    continue
+                if node.freed:
+                    raise RuntimeError(f"backward: the graph through '{node.op}' was already "
+                                       "freed by an earlier backward(); pass retain_graph=True "
+                                       "to that call to backward through it again")
+                started = time.perf_counter() if vjp_observers else None
+                parent_grads = [None if pg is None or not parent.requires_grad
+                                else _parent_gradient(node, i, pg, tensor.shape, wrap,
+                                                      create_graph)
+                                for i, (parent, pg) in enumerate(
+                                    zip(node.parents, _checked_count(node, node.call_vjp(g,
+                                                                                        tensor))))]
+                for observe in vjp_observers:
+                    observe(tensor, g.data, [None if pg is None else pg.data
+                                             for pg in parent_grads],
+                            time.perf_counter() - started)
+                for parent, pg in zip(node.parents, parent_grads):
+                    if pg is not None:
+                        key = id(parent)
+                        pending[key] = pg if key not in pending else pending[key] + pg
+                if not retain_graph:
+                    node.free()
+    finally:
+        state.forward_observers = forward_observers
+    return None if inputs is None else [found.get(id(t)) for t in inputs]
+
+
+def _accumulate(tensor, g, create_graph, handed_out):
+    """Add ``g`` to ``tensor.grad``: a Tensor under create_graph, else an array of its own: copied
+    if it is a view, read-only (a graph holds it) or stored already (a VJP may send one array to
+    several parents), so that in-place edits of one ``.grad`` never touch another."""
+    if create_graph:
+        tensor.grad = g if tensor.grad is None else g + tensor.grad
+        return
+    grad = g.data
+    if tensor.grad is None:
+        if id(grad) in handed_out or grad.base is not None \
+                or not getattr(grad.flags, "writeable", True):
+            grad = grad.copy()
+        handed_out.add(id(grad))
+        tensor.grad = grad
     else:
-        grad = _checked_gradient(grad, root, "backward: grad", "the output")
-
-    vjp_observers = _state.vjp_observers
-    grads = {id(root): grad}
-    handed_out = {id(grad)}  # arrays stored as some .grad (or the caller's) in this pass
-    for tensor in reversed(topological_order(root)):
-        g = grads.pop(id(tensor), None)
-        if g is None:
-            continue
-        for hook in tensor._hooks.values():
-            replaced = hook(g)
-            if replaced is not None:
-                g = _checked_gradient(replaced, tensor, "register_hook: a hook returned a gradient",
-                                      "a tensor")
-        node = tensor._node
-        if node is None or tensor._retains_grad:
-            tensor.grad = _owned(g, handed_out) if tensor.grad is None else _sum(tensor.grad, g)
-        if node is None:
-            continue
-        if node.freed:
-            raise RuntimeError(f"backward: the graph through '{node.op}' was already freed by an "
-                               "earlier backward(); pass retain_graph=True to that call to "
-                               "backward through it again")
-        node.check_saved()
-        started = time.perf_counter() if vjp_observers else None
-        parent_grads = [None if pg is None or not parent.requires_grad
-                        else _parent_gradient(node, i, pg, tensor.shape)
-                        for i, (parent, pg) in enumerate(zip(node.parents,
-                                                             _checked_count(node, node.vjp(g))))]
-        for observe in vjp_observers:
-            observe(tensor, g, parent_grads, time.perf_counter() - started)
-        for parent, pg in zip(node.parents, parent_grads):
-            if pg is not None:
-                key = id(parent)
-                grads[key] = pg if key not in grads else _sum(grads[key], pg)
-        if not retain_graph:
-            node.free()
+        total = tensor.grad + grad
+        tensor.grad = np.asarray(total) if isinstance(total, np.generic) else total
 
 
-def _checked_gradient(value, tensor, what, whose):
-    """``value`` (an array, Tensor, number or list) as ``tensor``'s gradient: real numbers of its
-    shape and device, in its dtype; anything else is an error naming ``what`` arrived."""
-    value = _array(value)
-    if not hasattr(value, "shape") or isinstance(value, np.generic):  # a number or a list:
-        value = namespace(tensor.data).asarray(value)                  # made where tensor lives
-    check_same_device(what, tensor.data, value)
+def _checked_gradient(value, tensor, what, whose, wrap, create_graph):
+    """``value`` (a Tensor, array, number or list) as ``tensor``'s gradient: a Tensor of real
+    numbers of its shape and device, in its dtype; anything else is an error naming ``what``."""
+    if not hasattr(value, "_node"):  # not a Tensor: an array, a number or a list
+        if not hasattr(value, "shape") or isinstance(value, np.generic):
+            value = namespace(tensor.data).asarray(value)  # made where the tensor lives
+        value = wrap(value)
+    check_same_device(what, tensor.data, value.data)
     if value.dtype.kind not in "fiu":
         dropped = "; its imaginary part would be dropped" if value.dtype.kind == "c" else ""
         raise TypeError(f"{what} of dtype {value.dtype}: gradients are real numbers{dropped}")
-    if tuple(value.shape) != tensor.shape:
-        raise ValueError(f"{what} of shape {tuple(value.shape)} for {whose} of shape "
-                         f"{tensor.shape}")
-    return value.astype(tensor.dtype, copy=False)  # gradients keep their tensor's dtype
+    if value.shape != tensor.shape:
+        raise ValueError(f"{what} of shape {value.shape} for {whose} of shape {tensor.shape}")
+    if value.dtype != tensor.dtype:  # gradients keep their tensor's dtype
+        value = value.astype(tensor.dtype) if create_graph else wrap(
+            value.data.astype(tensor.dtype))
+    return value
 
 
 def _checked_count(node, parent_grads):
@@ -285,18 +326,26 @@ def _checked_count(node, parent_grads):
     return parent_grads
 
 
-def _parent_gradient(node, i, pg, out_shape):
-    """Gradient ``pg`` that the VJP of ``node`` sent to parent i, in that parent's shape and dtype.
+def _parent_gradient(node, i, pg, out_shape, wrap, create_graph):
+    """Gradient ``pg`` that the VJP of ``node`` sent to parent i, as a Tensor in that parent's
+    shape and dtype.
 
     A VJP returns either the parent's shape or, for a parent that the op broadcast, the op's
-    output shape; ``unbroadcast`` reduces the latter.  Any other shape means a wrong VJP."""
+    output shape; ``unbroadcast`` reduces the latter.  Any other shape means a wrong VJP.  An
+    array (a VJP written with NumPy) is taken in first order only: it has no graph to
+    differentiate, so under create_graph it would make the second derivative silently 0."""
     parent = node.parents[i]
-    if isinstance(pg, np.generic):  # arithmetic on 0-d arrays gives NumPy scalars
-        pg = np.asarray(pg)
-    if tuple(pg.shape) != parent.shape:
-        if tuple(pg.shape) != out_shape:
+    if not hasattr(pg, "_node"):
+        if create_graph:
+            raise TypeError(f"backward: vjp of '{node.op}' returned a {type(pg).__name__} for "
+                            f"parent {i + 1}, which cannot be differentiated; with "
+                            "create_graph=True a VJP must compute with minigrad ops and return "
+                            "Tensors")
+        pg = wrap(np.asarray(pg) if isinstance(pg, (np.generic, int, float)) else pg)
+    if pg.shape != parent.shape:
+        if pg.shape != out_shape:
             raise ValueError(f"backward: vjp of '{node.op}' returned a gradient of shape "
-                             f"{tuple(pg.shape)} for parent {i + 1} of shape {parent.shape}; "
+                             f"{pg.shape} for parent {i + 1} of shape {parent.shape}; "
                              f"expected {parent.shape}, or the output's shape {out_shape} where "
                              "the op broadcast that parent")
         pg = unbroadcast(pg, parent.shape)
@@ -306,26 +355,3 @@ def _parent_gradient(node, i, pg, out_shape):
                             f"{pg.dtype} for parent {i + 1}; gradients are real numbers")
         pg = pg.astype(parent.dtype)
     return pg
-
-
-def _sum(a, b):
-    """a + b, kept an array (0-d arrays add up to a NumPy scalar)."""
-    total = a + b
-    return np.asarray(total) if isinstance(total, np.generic) else total
-
-
-def _array(value):
-    """The array inside a Tensor, or the value itself (an ndarray's ``.data`` is a buffer)."""
-    from minigrad.tensor import Tensor
-
-    return value.data if isinstance(value, Tensor) else value
-
-
-def _owned(grad, handed_out):
-    """``grad`` to store as a ``.grad``: copied if it is a view, read-only, or already stored
-    elsewhere (VJPs may pass one array to several inputs), so that no two ``.grad`` share memory
-    and in-place edits of one (clipping, scaling) never touch another."""
-    if id(grad) in handed_out or grad.base is not None or not getattr(grad.flags, "writeable", True):
-        grad = grad.copy()
-    handed_out.add(id(grad))
-    return grad

@@ -1,5 +1,7 @@
-"""Tensor: an array, its gradient, and the node of the graph that made it."""
+"""Tensor: an array, its gradient, and the node of the graph that made it; ``make_node``, which
+every op calls to wrap its output and record how it was made."""
 import itertools
+import sys
 
 import numpy as np
 
@@ -108,9 +110,15 @@ class Tensor:
         return f"Tensor({', '.join(parts)})"
 
     # --- autograd ----------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        """Reverse mode from this tensor; see ``minigrad.graph.backward``."""
-        graph.backward(self, grad, retain_graph)
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
+        """Accumulate the gradient of this tensor (contracted with ``grad``, which may be
+        omitted for one element) into the ``.grad`` of every leaf it depends on.
+
+        ``create_graph=True`` makes those gradients Tensors of a new graph, to differentiate
+        again; ``retain_graph`` (default: ``create_graph``) keeps this graph for another backward.
+        See ``minigrad.graph.backward``."""
+        retain_graph = create_graph if retain_graph is None else retain_graph
+        graph.backward([self], [grad], retain_graph, create_graph)
 
     def to(self, device):
         """This tensor on ``device`` ("cpu" or "cuda"), as a new tensor of the graph.
@@ -122,7 +130,16 @@ class Tensor:
         check_device(device)
         source = self.device
         moved = to_device(self.data, device)
-        return graph.make_node(moved, (self,), lambda g: (to_device(g, source),), "to")
+        return make_node(moved, (self,), lambda g: (g.to(source),), "to")
+
+    def astype(self, dtype):
+        """This tensor's values in another float ``dtype``.  VJP: the gradient cast back."""
+        dtype = np.dtype(dtype)
+        if not is_float_dtype(dtype):
+            raise TypeError(f"astype: {dtype} is not a float dtype")
+        source = self.dtype
+        return make_node(self.data.astype(dtype), (self,), lambda g: (g.astype(source),),
+                         "astype")
 
     def detach(self):
         """The same data, cut from the graph (shares memory)."""
@@ -237,6 +254,51 @@ class Tensor:
     @property
     def T(self):
         return ops.transpose(self)
+
+
+def make_node(value, parents, vjp, op):
+    """Wrap an op's output array in a Tensor; record (parents, vjp) as its node when this thread
+    records and any parent requires grad.
+
+    ``vjp(g)`` returns one gradient per parent (None where a parent needs none), in the parent's
+    shape or, for a parent the op broadcast, the output's.  ``g`` is a Tensor and the VJP
+    computes with minigrad's ops, so its gradients are differentiable.  A VJP that reads the op's
+    output is written ``vjp(g, z)`` and receives the output tensor then: closing over it would
+    make the output hold its own node (a reference cycle).  The arrays a VJP reads (its
+    closure's, and the output's with ``vjp(g, z)``) are held read-only until the node is freed.
+    """
+    if isinstance(value, np.generic):  # NumPy reductions return scalars, not 0-d arrays
+        value = np.asarray(value)
+    out = Tensor._wrap(value)
+    state = graph._state
+    if state.grad_enabled and any(p.requires_grad for p in parents):
+        out.requires_grad = True
+        reads_output = getattr(getattr(vjp, "__code__", None), "co_argcount", 1) == 2
+        captured = _captured(vjp, value if reads_output else None)
+        out._node = graph.Node(op, parents, vjp, reads_output, captured)
+    for observe in state.forward_observers:
+        observe(out, op, parents)
+    return out
+
+
+def _captured(vjp, output):
+    """(owner, array) for each array the VJP reads, once each: arrays its closure holds (owner
+    None), also inside tuples and lists (an index), the data of the tensors it closes over
+    (owner that tensor), and ``output`` (owner graph.OUTPUT) unless it is None."""
+    array_types = _ARRAY_TYPES if "cupy" not in sys.modules else (
+        *_ARRAY_TYPES, sys.modules["cupy"].ndarray)
+    found = {} if output is None else {id(output): (graph.OUTPUT, output)}
+    for cell in vjp.__closure__ or ():
+        value = cell.cell_contents
+        for item in value if type(value) in (tuple, list) else (value,):
+            owner = item if isinstance(item, Tensor) else None
+            array = item.data if owner is not None else item
+            if isinstance(array, array_types) and id(array) not in found:
+                found[id(array)] = (owner, array)
+    return list(found.values())
+
+
+_ARRAY_TYPES = (np.ndarray, np.generic)
 
 
 def as_tensor(value, like=None):

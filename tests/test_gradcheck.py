@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.graph import make_node
+from minigrad.tensor import make_node
 from minigrad.gradcheck import TOLERANCES, GradcheckError, GradcheckWarning, gradcheck
 from minigrad.random import Stream
 

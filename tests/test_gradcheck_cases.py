@@ -10,7 +10,7 @@ import pytest
 import minigrad
 from minigrad.gradcheck import __main__ as cli
 from minigrad.gradcheck.cases import CASES, Case
-from minigrad.graph import make_node
+from minigrad.tensor import make_node
 from minigrad.tensor import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,8 @@ import pytest
 
 import minigrad as mg
 from minigrad import Tensor
-from minigrad.graph import make_node, unbroadcast
+from minigrad.graph import unbroadcast
+from minigrad.tensor import make_node
 
 rng = np.random.default_rng(0)
 
@@ -482,10 +483,10 @@ def test_a_vjp_returning_too_few_gradients_is_refused():
         out.sum().backward()
 
 
-def test_a_vjp_returning_a_bare_array_is_refused():
+def test_a_vjp_returning_a_bare_gradient_is_refused():
     x = leaf(3)
     out = custom_op((x,), lambda g: g)
-    with pytest.raises(TypeError, match=r"vjp of 'custom' returned an object of type ndarray for 1 parent"):
+    with pytest.raises(TypeError, match=r"vjp of 'custom' returned an object of type Tensor for 1 parent"):
         out.sum().backward()
 
 

@@ -373,6 +373,7 @@ def test_log_softmax_gradient():
 # --- elementwise -----------------------------------------------------------------------------
 UNARY = {
     "exp": (mg.exp, np.exp, np.array([-1000.0, -2.0, 0.0, 1.5, 700.0])),
+    "expm1": (mg.expm1, np.expm1, np.array([-1000.0, -1e-12, 0.0, 1e-300, 1e-8, 700.0])),
     "log": (mg.log, np.log, np.array([1e-300, 0.25, 1.0, 2.0, 1e300])),
     "sqrt": (mg.sqrt, np.sqrt, np.array([0.0, 1e-300, 0.25, 2.0, 1e300])),
     "tanh": (mg.tanh, np.tanh, np.array([-1000.0, -1.0, -0.0, 0.0, 0.5, 20.0, 1000.0])),
@@ -530,6 +531,29 @@ def test_getitem_gradient_is_a_scatter_add(index):
     expected = np.zeros_like(X34)
     np.add.at(expected, index, upstream)  # the reference: every read adds its gradient
     np.testing.assert_allclose(x.grad, expected, rtol=1e-15)
+
+
+def test_broadcast_to_matches_numpy_and_sums_back():
+    x = var(random(2, 1))
+    z = mg.broadcast_to(x, (4, 2, 3))
+    np.testing.assert_array_equal(z.data, np.broadcast_to(x.data, (4, 2, 3)))
+    upstream = random(4, 2, 3)
+    z.backward(Tensor(upstream))
+    np.testing.assert_allclose(x.grad, upstream.sum(axis=(0, 2))[:, None], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"broadcast_to: shape \(2, 1\) does not broadcast"):
+        mg.broadcast_to(x, (3, 3))
+
+
+@pytest.mark.parametrize("index", [(slice(1, 3),), ([0, 2, 0],), (X34 > 4.5,)], ids=str)
+def test_scatter_add_is_numpys_add_at_and_its_gradient_is_getitem(index):
+    values = var(X34[index] + 1.0)
+    z = mg.scatter_add(values, X34.shape, index)
+    expected = np.zeros_like(X34)
+    np.add.at(expected, index, values.data)
+    np.testing.assert_array_equal(z.data, expected)
+    upstream = random(*X34.shape)
+    z.backward(Tensor(upstream))
+    np.testing.assert_array_equal(values.grad, upstream[index])
 
 
 def test_getitem_repeated_indices_sum_their_gradients():

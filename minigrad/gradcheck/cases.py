@@ -178,6 +178,8 @@ case("log_softmax", "axes (0,1)", lambda x: mg.log_softmax(x, (0, 1)), x=normal(
 case("exp", "matrix", mg.exp, x=normal(2, 3))
 case("exp", "up to e^10", mg.exp, x=uniform(5, 10, 3))
 case("exp", "scalar", mg.exp, x=normal())
+case("expm1", "matrix", mg.expm1, x=normal(2, 3))
+case("expm1", "near zero", mg.expm1, x=uniform(-1e-3, 1e-3, 3))
 case("log", "matrix", mg.log, x=uniform(0.5, 3, 2, 3))
 case("log", "near zero", mg.log, x=uniform(0.01, 0.1, 3))
 case("log", "large", mg.log, x=uniform(1e3, 1e4, 3))
@@ -224,6 +226,13 @@ GETITEMS = [  # (label, index into a (3, 4) x)
 for label, index in GETITEMS:
     case("getitem", label, lambda x, i=index: mg.getitem(x, i), x=normal(3, 4))
 case("getitem", "element of a vector", lambda x: mg.getitem(x, 2), x=normal(4))
+case("scatter_add", "slice into zeros", lambda v: mg.scatter_add(v, (3, 4), (slice(1, 3),)),
+     v=normal(2, 4))
+case("scatter_add", "repeated rows add up",
+     lambda v: mg.scatter_add(v, (3, 4), (np.array([0, 2, 0]),)), v=normal(3, 4))
+case("broadcast_to", "row to matrix", lambda x: mg.broadcast_to(x, (2, 3)), x=normal(3))
+case("broadcast_to", "(2,1) to (4,2,3)", lambda x: mg.broadcast_to(x, (4, 2, 3)), x=normal(2, 1))
+case("broadcast_to", "scalar", lambda x: mg.broadcast_to(x, (2, 2)), x=normal())
 
 case("concatenate", "axis 0", lambda a, b: mg.concatenate([a, b]), a=normal(2, 3), b=normal(1, 3))
 case("concatenate", "axis 1", lambda a, b: mg.concatenate([a, b], 1),

@@ -4,14 +4,16 @@ from minigrad.ops.linalg import linear, matmul
 from minigrad.ops.losses import binary_cross_entropy_with_logits, gaussian_kl, mse_loss
 from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, sum
 from minigrad.ops.reparam import reparameterize, reparameterize_kl
-from minigrad.ops.shape import concatenate, getitem, reshape, stack, transpose, where
-from minigrad.ops.unary import exp, log, relu, sigmoid, softplus, sqrt, tanh
+from minigrad.ops.shape import (broadcast_to, concatenate, getitem, reshape, scatter_add, stack,
+                                transpose, where)
+from minigrad.ops.unary import exp, expm1, log, relu, sigmoid, softplus, sqrt, tanh
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul", "linear",
     "sum", "mean", "max", "logsumexp", "log_softmax",
-    "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "softplus",
-    "reshape", "transpose", "getitem", "concatenate", "stack", "where",
+    "exp", "expm1", "log", "sqrt", "tanh", "sigmoid", "relu", "softplus",
+    "reshape", "transpose", "broadcast_to", "getitem", "scatter_add", "concatenate", "stack",
+    "where",
     "binary_cross_entropy_with_logits", "mse_loss", "gaussian_kl", "reparameterize",
     "reparameterize_kl",
 ]

@@ -11,10 +11,9 @@ import math
 
 from kernels import families as kernel
 from kernels.contract import check_float_dtype, check_shape
-from minigrad.graph import make_node
 from minigrad.ops.reparam import _position
 from minigrad.ops.unary import exp, relu, softplus
-from minigrad.tensor import as_tensor
+from minigrad.tensor import as_tensor, make_node
 
 FAMILIES = kernel.FAMILIES
 MOMENTS = kernel.MOMENTS  # family -> (mean, variance) of the standard family
@@ -34,8 +33,20 @@ def reparameterize_family(loc, log_scale, family, *, seed=None, offset=None, str
     z = kernel.forward(loc.data, log_scale.data, family, seed, offset)
 
     def vjp(g):
-        return kernel.backward(g, log_scale.data, family, seed, offset)
+        return g, _scale_term(g, log_scale, family, seed, offset)
     return make_node(z, (loc, log_scale), vjp, f"reparameterize_{family}")
+
+
+def _scale_term(g, log_scale, family, seed, offset):
+    """h = g * b * eps, b = e^{log_scale}: the gradient for log_scale as a node of (g, log_scale),
+    eps regenerated from (seed, offset).  VJP, with dh/dg = b eps and dh/dlog_scale = h:
+    gg = h(u), glog_scale = h(u * g), the same node again, so every order works."""
+    _, value = kernel.backward(g.data, log_scale.data, family, seed, offset)
+
+    def vjp(u):
+        return (_scale_term(u, log_scale, family, seed, offset),
+                _scale_term(u * g, log_scale, family, seed, offset))
+    return make_node(value, (g, log_scale), vjp, f"reparameterize_{family}_grad_log_scale")
 
 
 def log_prob(z, loc, log_scale, family):

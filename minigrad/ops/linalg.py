@@ -1,7 +1,9 @@
 """Matrix products: matmul (NumPy's 1-D, 2-D and batched rules) and the fused affine map."""
+import numpy as np
+
 from minigrad.backend import check_same_device, namespace
-from minigrad.graph import make_node, unbroadcast
-from minigrad.tensor import as_tensor
+from minigrad.graph import unbroadcast
+from minigrad.tensor import as_tensor, make_node
 
 
 def matmul(x, y):
@@ -23,21 +25,24 @@ def matmul(x, y):
     z = x.data @ y.data
 
     def vjp(g):
-        xp = namespace(g)
-        x2 = x.data[None, :] if x.ndim == 1 else x.data            # (..., m, k)
-        y2 = y.data[:, None] if y.ndim == 1 else y.data            # (..., k, n)
-        g2 = g
-        if x.ndim == 1:
-            g2 = xp.expand_dims(g2, -2 if y.ndim > 1 else 0)
-        if y.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)                             # (..., m, n)
+        x2 = x.reshape((1,) + x.shape) if x.ndim == 1 else x       # (..., m, k)
+        y2 = y.reshape(y.shape + (1,)) if y.ndim == 1 else y       # (..., k, n)
+        batch = np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2])
+        g2 = g.reshape(batch + (x2.shape[-2], y2.shape[-1]))       # (..., m, n)
         gx = gy = None
         if x.requires_grad:
-            gx = unbroadcast(g2 @ xp.swapaxes(y2, -1, -2), x2.shape).reshape(x.shape)
+            gx = unbroadcast(g2 @ _swap_last(y2), x2.shape).reshape(x.shape)
         if y.requires_grad:
-            gy = unbroadcast(xp.swapaxes(x2, -1, -2) @ g2, y2.shape).reshape(y.shape)
+            gy = unbroadcast(_swap_last(x2) @ g2, y2.shape).reshape(y.shape)
         return gx, gy
     return make_node(z, (x, y), vjp, "matmul")
+
+
+def _swap_last(t):
+    """t with its last two axes swapped (a Tensor of at least 2 dimensions)."""
+    axes = list(range(t.ndim))
+    axes[-2:] = axes[-1], axes[-2]
+    return t.transpose(tuple(axes))
 
 
 def linear(x, weight, bias=None):
@@ -62,14 +67,14 @@ def linear(x, weight, bias=None):
         # in place into the product's buffer when no dtype promotion is involved
         z = z + bias.data if bias.dtype != z.dtype else namespace(z).add(z, bias.data, out=z)
     parents = (x, weight) if bias is None else (x, weight, bias)
-    # keep only what the VJP will read: x for gW, W for gx (a first layer never needs gx)
-    kept_input = x.data if weight.requires_grad else None
-    kept_weight = weight.data if x.requires_grad else None
+    # the VJP reads W for gx and x for gW only: a first layer (x constant) never holds W
+    read_weight = weight if x.requires_grad else None
+    read_input = x if weight.requires_grad else None
     has_bias, bias_grad = bias is not None, bias is not None and bias.requires_grad
 
     def vjp(g):
-        gx = g @ kept_weight.T if kept_weight is not None else None
-        gw = kept_input.T @ g if kept_input is not None else None
+        gx = g @ read_weight.T if read_weight is not None else None
+        gw = read_input.T @ g if read_input is not None else None
         if not has_bias:
             return gx, gw
         return gx, gw, g.sum(axis=0) if bias_grad else None

@@ -1,8 +1,8 @@
 """Losses, each one node with its own VJP: BCE with logits, mean squared error, and the
 closed-form KL divergence of a diagonal Gaussian to the standard normal."""
 from minigrad.backend import namespace
-from minigrad.graph import make_node
-from minigrad.tensor import as_tensor
+from minigrad.ops.unary import expm1, sigmoid_node
+from minigrad.tensor import as_tensor, make_node
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -43,9 +43,15 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
     loss, scale = _reduce("binary_cross_entropy_with_logits", values, reduction)
 
     def vjp(g):
-        sigmoid = xp.exp((x - magnitude) * 0.5 - log_term)    # e^{min(x,0)} / (1 + e^-|x|)
-        return (g * scale * (sigmoid - t) if logits.requires_grad else None,
-                -g * scale * x if targets.requires_grad else None)
+        g = g * scale
+        gx = gt = None
+        if logits.requires_grad:
+            # the sigmoid node of x, valued from the forward's terms: e^{min(x,0)} / (1 + e^-|x|)
+            sigmoid = sigmoid_node(logits, xp.exp((x - magnitude) * 0.5 - log_term))
+            gx = g * (sigmoid - targets)
+        if targets.requires_grad:
+            gt = -g * logits
+        return gx, gt
     return make_node(loss, (logits, targets), vjp, "binary_cross_entropy_with_logits")
 
 
@@ -58,7 +64,7 @@ def mse_loss(prediction, target, reduction="mean"):
     loss, scale = _reduce("mse_loss", diff * diff, reduction)
 
     def vjp(g):
-        gp = 2 * scale * g * diff
+        gp = g * (2 * scale) * (prediction - target)
         return gp, -gp
     return make_node(loss, (prediction, target), vjp, "mse_loss")
 
@@ -72,11 +78,11 @@ def gaussian_kl(mu, logvar, reduction="sum"):
     mu, logvar = as_tensor(mu), as_tensor(logvar)
     _same_shape("gaussian_kl", mu, logvar, ("mu", "logvar"))
     xp = namespace(mu.data)
-    expm1 = xp.expm1(logvar.data)
-    values = (expm1 - logvar.data + mu.data * mu.data) / 2
+    e_minus_1 = xp.expm1(logvar.data)
+    values = (e_minus_1 - logvar.data + mu.data * mu.data) / 2
     loss, scale = _reduce("gaussian_kl", values, reduction)
 
     def vjp(g):
         g = g * scale
-        return g * mu.data, g * expm1 / 2
+        return g * mu, g * expm1(logvar) * 0.5
     return make_node(loss, (mu, logvar), vjp, "gaussian_kl")

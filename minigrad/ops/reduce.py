@@ -1,13 +1,17 @@
 """Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``).
 
+Each VJP broadcasts the reduced gradient back with the differentiable ``broadcast_to`` (whose own
+VJP sums again), so every order works.
+
 Over an empty axis, sum is 0 (its identity); max, logsumexp and log_softmax have no identity and
 mean divides by 0, so they raise a ValueError naming the axis instead of NumPy's error or NaN.
 """
 import numpy as np
 
 from minigrad.backend import namespace
-from minigrad.graph import make_node
-from minigrad.tensor import as_tensor
+from minigrad.ops.shape import broadcast_to
+from minigrad.ops.unary import exp
+from minigrad.tensor import as_tensor, make_node
 
 
 def _axes(axis, ndim):
@@ -32,11 +36,15 @@ def _nonempty(op, shape, axes, reason="the reduction has no identity"):
 
 
 def _expand(g, shape, axes, keepdims):
-    """Broadcast a reduced gradient back over the reduced ``axes`` of ``shape``."""
-    xp = namespace(g)
+    """Broadcast a reduced gradient (a Tensor) back over the reduced ``axes`` of ``shape``."""
     if not keepdims:
-        g = xp.expand_dims(g, axes) if axes else g
-    return xp.broadcast_to(g, shape)
+        g = g.reshape(_kept(shape, axes))
+    return broadcast_to(g, shape)
+
+
+def _kept(shape, axes):
+    """``shape`` with the reduced ``axes`` kept as 1s."""
+    return tuple(1 if a in axes else n for a, n in enumerate(shape))
 
 
 def check_numpy_keywords(method, x, dtype, out):
@@ -76,7 +84,8 @@ def max(x, axis=None, keepdims=False):
     """z = max of x over ``axis``.
 
     VJP: g flows to the maximal elements; k tied maxima each get g / k (the subgradient
-    chosen at ties, as JAX does), so the gradient sums to g whatever the ties.
+    chosen at ties, as JAX does), so the gradient sums to g whatever the ties.  The shares are
+    constants, so the second derivative is 0 (PyTorch's convention for max).
     """
     x = as_tensor(x)
     axes = _axes(axis, x.ndim)
@@ -85,8 +94,8 @@ def max(x, axis=None, keepdims=False):
 
     def vjp(g):
         is_max = x.data == z
-        ties = is_max.sum(axis=axes, keepdims=True)
-        return (_expand(g, x.shape, axes, keepdims) * is_max / ties,)
+        share = is_max / is_max.sum(axis=axes, keepdims=True)   # a constant: max'' = 0
+        return (_expand(g, x.shape, axes, keepdims) * share.astype(x.dtype),)
     return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "max")
 
 
@@ -106,8 +115,9 @@ def logsumexp(x, axis=None, keepdims=False):
     _nonempty("logsumexp", x.shape, axes)
     z = _logsumexp(xp, x.data, axes)
 
-    def vjp(g):
-        return (_expand(g, x.shape, axes, keepdims) * xp.exp(x.data - z),)
+    def vjp(g, z):
+        z = z if keepdims else z.reshape(_kept(x.shape, axes))
+        return (_expand(g, x.shape, axes, keepdims) * exp(x - z),)
     return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "logsumexp")
 
 
@@ -119,6 +129,6 @@ def log_softmax(x, axis=-1):
     _nonempty("log_softmax", x.shape, axes, "its logsumexp has no identity")
     z = x.data - _logsumexp(xp, x.data, axes)
 
-    def vjp(g):
-        return (g - xp.exp(z) * g.sum(axis=axes, keepdims=True),)
+    def vjp(g, z):
+        return (g - exp(z) * g.sum(axis=axes, keepdims=True),)
     return make_node(z, (x,), vjp, "log_softmax")

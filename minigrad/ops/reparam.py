@@ -8,9 +8,9 @@ contract, dispatched to the fastest backend for the arrays; this file connects i
 """
 import kernels
 from kernels.contract import check_kl_grad, check_reparam_inputs
-from minigrad.graph import make_node
+from minigrad.ops.unary import exp
 from minigrad.random import Stream
-from minigrad.tensor import Tensor, as_tensor
+from minigrad.tensor import Tensor, as_tensor, make_node
 
 
 def _position(name, size, seed, offset, stream):
@@ -48,8 +48,24 @@ def reparameterize(mu, logvar, *, seed=None, offset=None, stream=None, save_nois
     z, eps = out if save_noise else (out, None)
 
     def vjp(g):
-        return kernels.backward(g, logvar.data, seed, offset, backend=backend, noise=eps)
+        return g, _noise_term(g, logvar, seed, offset, backend, eps)
     return make_node(z, (mu, logvar), vjp, "reparameterize")
+
+
+def _noise_term(g, logvar, seed, offset, backend, eps):
+    """h = g * sigma * eps / 2, sigma = e^{logvar / 2}: the node's gradient for logvar, itself a
+    node of (g, logvar) whose eps the kernel regenerates from (seed, offset) (or reads from the
+    saved ``eps``), bit for bit the forward's.
+
+    VJP, with dh/dg = sigma * eps / 2 and dh/dlogvar = g * sigma * eps / 4 = h / 2:
+        gg = u * sigma * eps / 2 = h(u),   glogvar = u * g * sigma * eps / 4 = h(u * g) / 2,
+    the same node again, so every order works."""
+    _, value = kernels.backward(g.data, logvar.data, seed, offset, backend=backend, noise=eps)
+
+    def vjp(u):
+        return (_noise_term(u, logvar, seed, offset, backend, eps),
+                _noise_term(u * g, logvar, seed, offset, backend, eps) * 0.5)
+    return make_node(value, (g, logvar), vjp, "reparameterize_grad_logvar")
 
 
 def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=None,
@@ -73,6 +89,17 @@ def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=N
     z, kl, eps = out if save_noise else (*out, None)
 
     def vjp(g):
-        return kernels.backward_kl(g, mu.data, logvar.data, seed, offset, kl_weight,
-                                   backend=backend, noise=eps)
+        # one fused pass gives both values; each is a node of its own for higher orders
+        grad_mu, grad_logvar = kernels.backward_kl(g.data, mu.data, logvar.data, seed, offset,
+                                                   kl_weight, backend=backend, noise=eps)
+
+        def vjp_mu(u):          # gmu = g + w mu
+            return u, u * kl_weight
+
+        def vjp_logvar(u):      # glogvar = h(g) + w (e^logvar - 1) / 2, h as in _noise_term
+            return (_noise_term(u, logvar, seed, offset, backend, eps),
+                    _noise_term(u * g, logvar, seed, offset, backend, eps) * 0.5
+                    + u * exp(logvar) * (kl_weight * 0.5))
+        return (make_node(grad_mu, (g, mu), vjp_mu, "reparameterize_kl_grad_mu"),
+                make_node(grad_logvar, (g, logvar), vjp_logvar, "reparameterize_kl_grad_logvar"))
     return make_node(z, (mu, logvar), vjp, "reparameterize_kl"), Tensor(kl)

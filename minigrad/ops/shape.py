@@ -1,8 +1,13 @@
-"""Ops that move elements without arithmetic: reshape, transpose, getitem, concatenate, stack,
-and the selection ``where``."""
+"""Ops that move elements without arithmetic: reshape, transpose, broadcast_to, getitem (and its
+transpose, scatter_add), concatenate, stack, and the selection ``where``.
+
+Their VJPs move the gradient back with the same ops, so every order works: reshape and transpose
+undo themselves, broadcast_to sums (``unbroadcast``), getitem and scatter_add are each other's
+VJP.  Indices and where's condition are constants, not differentiated.
+"""
 from minigrad.backend import check_same_device, namespace
-from minigrad.graph import make_node
-from minigrad.tensor import Tensor, as_tensor
+from minigrad.graph import unbroadcast
+from minigrad.tensor import Tensor, as_tensor, make_node
 
 
 def reshape(x, shape):
@@ -29,8 +34,21 @@ def transpose(x, axes=None):
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dimensions")
     inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
-    return make_node(xp.transpose(x.data, axes), (x,), lambda g: (xp.transpose(g, inverse),),
+    return make_node(xp.transpose(x.data, axes), (x,), lambda g: (transpose(g, inverse),),
                      "transpose")
+
+
+def broadcast_to(x, shape):
+    """z = x broadcast to ``shape`` (NumPy's rules; a read-only view).
+    VJP: gx = g summed back to x's shape (``unbroadcast``)."""
+    x = as_tensor(x)
+    shape = tuple(shape)
+    try:
+        z = namespace(x.data).broadcast_to(x.data, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {x.shape} does not broadcast to {shape}") from None
+    source = x.shape
+    return make_node(z, (x,), lambda g: (unbroadcast(g, source),), "broadcast_to")
 
 
 def _index_data(index):
@@ -49,23 +67,29 @@ def _is_basic(index):
 def getitem(x, index):
     """z = x[index] with NumPy's basic and advanced indexing.
 
-    VJP: gx = zeros with g scattered into the indexed places.  Integer-array indices may repeat
-    an element; its gradients are then summed (a scatter-add), not overwritten.
+    VJP: gx = scatter_add(g, x's shape, index): zeros with g added into the indexed places.
     """
     x = as_tensor(x)
     index = _index_data(index)
-    z = x.data[index]
-    shape, dtype = x.shape, x.dtype
+    shape = x.shape
+    return make_node(x.data[index], (x,), lambda g: (scatter_add(g, shape, index),), "getitem")
 
-    def vjp(g):
-        xp = namespace(g)
-        gx = xp.zeros(shape, dtype)
-        if _is_basic(index):
-            gx[index] = g
-        else:
-            xp.add.at(gx, index, g)
-        return (gx,)
-    return make_node(z, (x,), vjp, "getitem")
+
+def scatter_add(values, shape, index):
+    """z = zeros of ``shape`` with ``values`` added at ``index`` (the transpose of getitem).
+
+    Integer-array indices may repeat an element; its values are then summed (NumPy's add.at),
+    not overwritten.  VJP: gvalues = g[index].
+    """
+    values = as_tensor(values)
+    index = _index_data(index)
+    xp = namespace(values.data)
+    z = xp.zeros(shape, values.dtype)
+    if _is_basic(index):
+        z[index] = values.data
+    else:
+        xp.add.at(z, index, values.data)
+    return make_node(z, (values,), lambda g: (getitem(g, index),), "scatter_add")
 
 
 def concatenate(tensors, axis=0):
@@ -85,8 +109,12 @@ def concatenate(tensors, axis=0):
     for t in tensors:
         ends.append((ends[-1] if ends else 0) + t.shape[axis])
 
+    starts = [0, *ends[:-1]]
+    axis = axis % z.ndim
+
     def vjp(g):
-        return tuple(xp.split(g, ends[:-1], axis=axis))
+        before = (slice(None),) * axis
+        return tuple(g[(*before, slice(start, end))] for start, end in zip(starts, ends))
     return make_node(z, tensors, vjp, "concatenate")
 
 
@@ -106,7 +134,8 @@ def stack(tensors, axis=0):
     new_axis = axis % z.ndim
 
     def vjp(g):
-        return tuple(xp.take(g, i, axis=new_axis) for i in range(len(tensors)))
+        before = (slice(None),) * new_axis
+        return tuple(g[(*before, i)] for i in range(len(tensors)))
     return make_node(z, tensors, vjp, "stack")
 
 
@@ -131,6 +160,5 @@ def where(condition, x, y):
                          "do not broadcast") from None
 
     def vjp(g):
-        zero = xp.zeros((), dtype=g.dtype)
-        return xp.where(condition, g, zero), xp.where(condition, zero, g)
+        return where(condition, g, 0.0), where(condition, 0.0, g)
     return make_node(z, (x, y), vjp, "where")

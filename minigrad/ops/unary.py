@@ -1,37 +1,41 @@
-"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, softplus.
+"""Elementwise functions: exp, expm1, log, sqrt, tanh, sigmoid, relu, softplus.
 
-Outputs are saved when they make the VJP cheaper (exp, sqrt, tanh, sigmoid).
+VJPs that are cheapest in terms of the output read it (``vjp(g, z)``): exp, expm1, sqrt, tanh,
+sigmoid.  Second derivatives follow from the VJPs being minigrad ops; at relu's kink the mask
+[x > 0] is a constant, so relu'' = 0 everywhere (PyTorch's convention).
 """
 from minigrad.backend import namespace
-from minigrad.graph import make_node
-from minigrad.tensor import as_tensor
+from minigrad.tensor import as_tensor, make_node
 
 
 def exp(x):
     """z = e^x.  VJP: gx = g * z."""
     x = as_tensor(x)
-    z = namespace(x.data).exp(x.data)
-    return make_node(z, (x,), lambda g: (g * z,), "exp")
+    return make_node(namespace(x.data).exp(x.data), (x,), lambda g, z: (g * z,), "exp")
+
+
+def expm1(x):
+    """z = e^x - 1, exact for small x.  VJP: gx = g * (z + 1)."""
+    x = as_tensor(x)
+    return make_node(namespace(x.data).expm1(x.data), (x,), lambda g, z: (g * (z + 1),), "expm1")
 
 
 def log(x):
     """z = ln x.  VJP: gx = g / x."""
     x = as_tensor(x)
-    return make_node(namespace(x.data).log(x.data), (x,), lambda g: (g / x.data,), "log")
+    return make_node(namespace(x.data).log(x.data), (x,), lambda g: (g / x,), "log")
 
 
 def sqrt(x):
     """z = sqrt(x).  VJP: gx = g / (2 z) (infinite at x = 0)."""
     x = as_tensor(x)
-    z = namespace(x.data).sqrt(x.data)
-    return make_node(z, (x,), lambda g: (g / (2 * z),), "sqrt")
+    return make_node(namespace(x.data).sqrt(x.data), (x,), lambda g, z: (g / (z * 2),), "sqrt")
 
 
 def tanh(x):
     """z = tanh x.  VJP: gx = g * (1 - z^2)."""
     x = as_tensor(x)
-    z = namespace(x.data).tanh(x.data)
-    return make_node(z, (x,), lambda g: (g * (1 - z * z),), "tanh")
+    return make_node(namespace(x.data).tanh(x.data), (x,), lambda g, z: (g * (1 - z * z),), "tanh")
 
 
 def _sigmoid(xp, x):
@@ -45,12 +49,18 @@ def _sigmoid(xp, x):
 def sigmoid(x):
     """z = 1 / (1 + e^-x), computed without overflow.  VJP: gx = g * z * (1 - z)."""
     x = as_tensor(x)
-    z = _sigmoid(namespace(x.data), x.data)
-    return make_node(z, (x,), lambda g: (g * z * (1 - z),), "sigmoid")
+    return sigmoid_node(x, _sigmoid(namespace(x.data), x.data))
+
+
+def sigmoid_node(x, z):
+    """The sigmoid of tensor x as a node whose value z (an array) is known already: a loss that
+    computed ln(1 + e^-|x|) for its forward gets the sigmoid for one more exp."""
+    return make_node(z, (x,), lambda g, z: (g * z * (1 - z),), "sigmoid")
 
 
 def relu(x):
-    """z = max(x, 0).  VJP: gx = g * [x > 0]; at the kink relu'(0) = 0 (the subgradient chosen)."""
+    """z = max(x, 0).  VJP: gx = g * [x > 0]; at the kink relu'(0) = 0 (the subgradient chosen),
+    and the mask is a constant, so relu'' = 0."""
     x = as_tensor(x)
     z = namespace(x.data).maximum(x.data, 0)
     return make_node(z, (x,), lambda g: (g * (x.data > 0),), "relu")
@@ -62,4 +72,4 @@ def softplus(x):
     x = as_tensor(x)
     xp = namespace(x.data)
     z = xp.maximum(x.data, 0) + xp.log1p(xp.exp(-xp.abs(x.data)))
-    return make_node(z, (x,), lambda g: (g * _sigmoid(xp, x.data),), "softplus")
+    return make_node(z, (x,), lambda g: (g * sigmoid(x),), "softplus")
