@@ -93,7 +93,7 @@ class Node:
     arrays; a graph dropped without a backward releases them when its nodes are collected.
     """
 
-    __slots__ = ("op", "parents", "vjp", "reads_output", "freed", "saved")
+    __slots__ = ("op", "parents", "vjp", "reads_output", "freed", "saved", "holds")
 
     def __init__(self, op, parents, vjp, reads_output, captured):
         self.op = op
@@ -101,9 +101,7 @@ class Node:
         self.vjp = vjp
         self.reads_output = reads_output
         self.freed = False
-        host = [array for _, array in captured if isinstance(array, np.ndarray)]
-        holds = dict(zip(map(id, host), saved.hold(host, op))) if host else {}
-        self.saved = tuple((owner, array, holds.get(id(array))) for owner, array in captured)
+        self.saved, self.holds = saved.hold(captured, op) if captured else ((), ())
 
     def saved_arrays(self):
         """Arrays the VJP keeps alive for the backward pass, each once."""
@@ -112,8 +110,13 @@ class Node:
     def call_vjp(self, g, out):
         """The VJP's gradients for g, after checking that what it saved is unchanged."""
         for owner, array, entry in self.saved:
+            if entry is None:  # not a NumPy array: not held
+                continue
             owner = out if owner is OUTPUT else owner
-            reason = saved.changed(entry, owner) if entry is not None else None
+            if entry.modified_by is None and not array.flags.writeable and (
+                    owner is None or owner.data is array):
+                continue  # unchanged: the common case, settled without a call
+            reason = saved.changed(entry, owner)
             if reason is not None:
                 what = (f"the data of {_describe(owner)}" if owner is not None
                         else f"an array of shape {array.shape}")
@@ -130,9 +133,9 @@ class Node:
         self.vjp, self.freed = None, True
 
     def _release(self):
-        if self.saved:
-            saved.release([entry for _, _, entry in self.saved if entry is not None], self.op)
-            self.saved = ()
+        if self.holds:
+            saved.release(self.holds, self.op)
+        self.saved = self.holds = ()
 
     def __del__(self):
         self._release()
@@ -197,7 +200,8 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     (``.grad`` holds Tensors then, arrays otherwise).  ``retain_graph``: keep the VJPs for
     another backward; without it each node is freed once its VJP has run.
     """
-    wrap = type(roots[0])._wrap
+    tensor_type = type(roots[0])
+    wrap = tensor_type._wrap
     pending = {}  # id(tensor) -> its gradient so far (a Tensor)
     for root, grad in zip(roots, grads):
         if not root.requires_grad:
@@ -235,7 +239,7 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 g = pending.pop(key, None)
                 if g is None:
                     continue
-                for hook in tensor._hooks.values():
+                for hook in tensor._hooks.values() if tensor._hooks else ():
                     replaced = hook(g if create_graph else g.data)
                     if replaced is not None:
                         g = _checked_gradient(replaced, tensor, "register_hook: a hook returned "
@@ -255,12 +259,14 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                                        "freed by an earlier backward(); pass retain_graph=True "
                                        "to that call to backward through it again")
                 started = time.perf_counter() if vjp_observers else None
-                parent_grads = [None if pg is None or not parent.requires_grad
-                                else _parent_gradient(node, i, pg, tensor.shape, wrap,
-                                                      create_graph)
-                                for i, (parent, pg) in enumerate(
-                                    zip(node.parents, _checked_count(node, node.call_vjp(g,
-                                                                                        tensor))))]
+                parent_grads = _checked_count(node, node.call_vjp(g, tensor))
+                for i, (parent, pg) in enumerate(zip(node.parents, parent_grads)):
+                    if pg is None or not parent.requires_grad:
+                        parent_grads[i] = None
+                    elif not (type(pg) is tensor_type and pg.data.shape == parent.data.shape
+                              and pg.data.dtype == parent.data.dtype):  # else: as it is
+                        parent_grads[i] = _parent_gradient(node, i, pg, tensor.shape, wrap,
+                                                           create_graph)
                 for observe in vjp_observers:
                     observe(tensor, g.data, [None if pg is None else pg.data
                                              for pg in parent_grads],
@@ -315,7 +321,7 @@ def _checked_gradient(value, tensor, what, whose, wrap, create_graph):
 
 
 def _checked_count(node, parent_grads):
-    """The VJP's result, refused unless it is one gradient (or None) per parent."""
+    """The VJP's result as a list, refused unless it is one gradient (or None) per parent."""
     if not isinstance(parent_grads, (tuple, list)) or len(parent_grads) != len(node.parents):
         got = (f"{len(parent_grads)} gradient{'s' if len(parent_grads) != 1 else ''}"
                if isinstance(parent_grads, (tuple, list))
@@ -323,7 +329,7 @@ def _checked_count(node, parent_grads):
         raise TypeError(f"backward: vjp of '{node.op}' returned {got} for {len(node.parents)} "
                         f"parent{'s' if len(node.parents) != 1 else ''}; it must return a tuple "
                         "with one gradient (or None) per parent")
-    return parent_grads
+    return list(parent_grads)
 
 
 def _parent_gradient(node, i, pg, out_shape, wrap, create_graph):

@@ -45,18 +45,22 @@ class Hold:
         self.modified_by = None                # set by modify(): who wrote into it
 
 
-def hold(arrays, op):
-    """Make ``arrays`` (NumPy arrays) read-only for a node of ``op``; returns their Holds."""
-    holds = []
+def hold(captured, op):
+    """Hold the NumPy arrays among ``captured`` ((owner, array) pairs) read-only for a node of
+    ``op``.  Returns the node's saved (owner, array, Hold or None) triples and its Holds."""
+    entries, holds = [], []
     with _lock:
-        for array in arrays:
-            entry = _held.get(id(array))
-            if entry is None:
-                entry = _held[id(array)] = Hold(array)
-                array.flags.writeable = False
-            entry.ops.append(op)
-            holds.append(entry)
-    return holds
+        for owner, array in captured:
+            entry = None
+            if isinstance(array, np.ndarray):
+                entry = _held.get(id(array))
+                if entry is None:
+                    entry = _held[id(array)] = Hold(array)
+                    array.flags.writeable = False
+                entry.ops.append(op)
+                holds.append(entry)
+            entries.append((owner, array, entry))
+    return tuple(entries), holds
 
 
 def release(holds, op):
@@ -65,21 +69,20 @@ def release(holds, op):
         for entry in holds:
             ops = entry.ops
             ops.remove(op)
-            if not ops and entry.modified_by is None:  # modify() let it go already
+            if not ops and entry.modified_by is None:  # else modify() let it go already
                 del _held[id(entry.array)]
                 if entry.restore:
                     _make_writeable(entry.array)
         if _pending:
             for array in _pending[:]:
                 _pending.remove(array)
-                _make_writeable(array)
+                if id(array) not in _held:
+                    _make_writeable(array)
 
 
 def _make_writeable(array):
     """Set WRITEABLE back.  NumPy refuses it for a view whose base is read-only: if a node still
     holds that base, retry at the next release; otherwise the view stays read-only."""
-    if id(array) in _held:
-        return
     try:
         array.flags.writeable = True
     except ValueError:

@@ -30,6 +30,9 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
+    # NOTE: slots make a Tensor cheap to create, which every op (and every op in a VJP) does
+    __slots__ = ("data", "grad", "requires_grad", "name", "_node", "_hooks", "_retains_grad",
+                 "__weakref__")
 
     def __init__(self, data, requires_grad=False, name=None):
         if isinstance(data, Tensor):
@@ -43,7 +46,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.name = name
         self._node = None
-        self._hooks = {}
+        self._hooks = None   # {id: hook}, made by the first register_hook
         self._retains_grad = False
 
     @classmethod
@@ -51,13 +54,13 @@ class Tensor:
         """Fast constructor for op outputs: no checks, no conversion."""
         out = cls.__new__(cls)
         out.data, out.grad, out.requires_grad, out.name = data, None, False, None
-        out._node, out._hooks, out._retains_grad = None, {}, False
+        out._node, out._hooks, out._retains_grad = None, None, False
         return out
 
     # --- array facts -------------------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return self.data.shape
 
     @property
     def dtype(self):
@@ -165,6 +168,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: this tensor does not require grad")
         key = next(_hook_ids)
+        if self._hooks is None:
+            self._hooks = {}
         self._hooks[key] = hook
         return HookHandle(self._hooks, key)
 
@@ -267,38 +272,55 @@ def make_node(value, parents, vjp, op):
     make the output hold its own node (a reference cycle).  The arrays a VJP reads (its
     closure's, and the output's with ``vjp(g, z)``) are held read-only until the node is freed.
     """
-    if isinstance(value, np.generic):  # NumPy reductions return scalars, not 0-d arrays
-        value = np.asarray(value)
+    if type(value) is not np.ndarray and isinstance(value, np.generic):
+        value = np.asarray(value)  # NumPy reductions return scalars, not 0-d arrays
     out = Tensor._wrap(value)
-    state = graph._state
+    state = _state
     if state.grad_enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
         reads_output = getattr(getattr(vjp, "__code__", None), "co_argcount", 1) == 2
-        captured = _captured(vjp, value if reads_output else None)
-        out._node = graph.Node(op, parents, vjp, reads_output, captured)
-    for observe in state.forward_observers:
-        observe(out, op, parents)
+        out._node = graph.Node(op, parents, vjp, reads_output,
+                               _captured(vjp, value if reads_output else None))
+    if state.forward_observers:
+        for observe in state.forward_observers:
+            observe(out, op, parents)
     return out
+
+
+_state = graph._state
 
 
 def _captured(vjp, output):
     """(owner, array) for each array the VJP reads, once each: arrays its closure holds (owner
     None), also inside tuples and lists (an index), the data of the tensors it closes over
     (owner that tensor), and ``output`` (owner graph.OUTPUT) unless it is None."""
-    array_types = _ARRAY_TYPES if "cupy" not in sys.modules else (
-        *_ARRAY_TYPES, sys.modules["cupy"].ndarray)
-    found = {} if output is None else {id(output): (graph.OUTPUT, output)}
+    found = [] if output is None else [(graph.OUTPUT, output)]
     for cell in vjp.__closure__ or ():
         value = cell.cell_contents
-        for item in value if type(value) in (tuple, list) else (value,):
-            owner = item if isinstance(item, Tensor) else None
-            array = item.data if owner is not None else item
-            if isinstance(array, array_types) and id(array) not in found:
-                found[id(array)] = (owner, array)
-    return list(found.values())
+        kind = type(value)
+        if kind is Tensor:                      # the common cases first
+            found.append((value, value.data))
+        elif kind is np.ndarray:
+            found.append((None, value))
+        elif kind is tuple or kind is list:
+            found.extend((item, item.data) if isinstance(item, Tensor) else (None, item)
+                         for item in value if isinstance(item, (Tensor, *_array_types())))
+        elif isinstance(value, _array_types()):  # NumPy scalars, CuPy arrays
+            found.append((None, value))
+        elif isinstance(value, Tensor):
+            found.append((value, value.data))
+    if len(found) > 1:  # each array once (x * x reads x twice)
+        unique = {}
+        for owner, array in found:
+            unique.setdefault(id(array), (owner, array))
+        found = list(unique.values())
+    return found
 
 
-_ARRAY_TYPES = (np.ndarray, np.generic)
+def _array_types():
+    """NumPy arrays and scalars, and CuPy arrays once CuPy is imported."""
+    cupy = sys.modules.get("cupy")
+    return (np.ndarray, np.generic) if cupy is None else (np.ndarray, np.generic, cupy.ndarray)
 
 
 def as_tensor(value, like=None):
@@ -319,6 +341,8 @@ def as_tensor(value, like=None):
             return Tensor._wrap(np.asarray(value, dtype=dtype))
         # NOTE: a fill kernel, not a host-to-device copy: it may run inside a CUDA graph capture
         return Tensor._wrap(xp.full((), value, dtype=dtype))
+    if type(value) is np.ndarray and xp is np:
+        return Tensor._wrap(value)  # the common case inside VJPs: a mask or a constant array
     if xp is np or isinstance(value, xp.ndarray):
         return Tensor(value)
     if isinstance(value, np.ndarray):

@@ -25,12 +25,11 @@ def transpose(x, axes=None):
     """z = x with permuted axes (reversed by default).  VJP: gx = g permuted by the inverse."""
     x = as_tensor(x)
     xp = namespace(x.data)
-    if axes is None:
-        axes = tuple(reversed(range(x.ndim)))
-    elif any(not -x.ndim <= a < x.ndim for a in axes):
+    if axes is None:  # the reversal, its own inverse
+        return make_node(xp.transpose(x.data), (x,), lambda g: (transpose(g),), "transpose")
+    if any(not -x.ndim <= a < x.ndim for a in axes):
         raise ValueError(f"transpose: axes {tuple(axes)} out of range for {x.ndim} dimensions")
-    else:
-        axes = tuple(a % x.ndim for a in axes)
+    axes = tuple(a % x.ndim for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dimensions")
     inverse = tuple(sorted(range(x.ndim), key=axes.__getitem__))
