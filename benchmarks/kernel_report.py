@@ -13,7 +13,6 @@ Prints a table and writes benchmarks/results/kernel_report_<gpu>.json. Without C
 says why and exits with status 2. The static counterpart, ptxas's sm_90 report, is written by
 tests/test_cuda_c.py to benchmarks/results/ptxas_sm90.txt.
 """
-import datetime
 import json
 import os
 import re
@@ -21,12 +20,12 @@ import sys
 
 import numpy as np
 
-# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up
+# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up. First in
+# the path even when it is already there, so that `benchmarks` is this script's own folder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, ROOT)
 
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+from benchmarks.report import RESULTS, shown, utc_now  # noqa: E402
 
 
 def device_summary(cupy):
@@ -112,7 +111,7 @@ def main():
         return 2
     device = device_summary(cupy)
     report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "device": device,
         "cupy_raw": cupy_kernels(cupy, cupy_raw, device["max_threads_per_sm"]),
     }
@@ -135,7 +134,7 @@ def main():
     path = os.path.join(RESULTS, f"kernel_report_{slug}.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
-    print(f"wrote {path}")
+    print(f"wrote {shown(path)}")
     return 0
 
 

@@ -19,7 +19,6 @@ Reported per posterior:
 Results go to benchmarks/results/posteriors.{json,md} (``--stem`` changes the name).
 """
 import argparse
-import datetime
 import os
 import platform
 import statistics
@@ -28,18 +27,18 @@ import time
 
 import numpy as np
 
-# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up
+# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up. First in
+# the path even when it is already there, so that `benchmarks` is this script's own folder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, ROOT)
 
-from benchmarks.vae_cpu import cpu_info, git_commit, save_report  # noqa: E402
+from benchmarks.machine import cpu_info  # noqa: E402
+from benchmarks.report import RESULTS, git_commit, publish, relative, utc_now  # noqa: E402
 from vae import data  # noqa: E402
 from vae.evaluate import convention, importance_weighted_bound  # noqa: E402
 from vae.model import POSTERIORS  # noqa: E402
 from vae.train import Config, Trainer  # noqa: E402
 
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
 IW_SEED_OFFSET = 104729  # the seed offset `python -m vae train --iw` uses
 BUSY_LOAD = 0.5          # load average per usable CPU above which timings get a warning
 
@@ -138,11 +137,6 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report, out_dir, stem):
-    text = markdown(report)
-    return text, save_report(report, text, out_dir, stem)
-
-
 def parse_args(argv=None):
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -182,16 +176,15 @@ def main(argv=None, log=print):
                for posterior, (trainer, epochs) in runs.items()]
     report = {
         "benchmark": "posteriors",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(), "machine": cpu_info(), "python": platform.python_version(),
-        "numpy": np.__version__, "load_average": [load_at_start, os.getloadavg()[0]],
-        "settings": dict(vars(args), train_images=args.train_subset or len(dataset.train_images),
+        "date": utc_now(), "commit": git_commit(), "machine": cpu_info(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "load_average": [load_at_start, os.getloadavg()[0]],
+        "settings": dict(vars(args), data=relative(args.data), out=relative(args.out),
+                         train_images=args.train_subset or len(dataset.train_images),
                          test_images=args.test_subset or len(dataset.test_images)),
         "results": results,
     }
-    text, paths = write_report(report, args.out, args.stem)
-    log("\n" + text)
-    log(f"wrote {paths[0]} and {paths[1]}")
+    publish(report, markdown(report), args.out, args.stem, log)
     return report
 
 

@@ -21,11 +21,11 @@ GPU: a device-to-device copy of the same bytes).
 
 Results: benchmarks/results/reparam_{cpu,gpu}.json and .png (GB/s against N), and a table on
 stdout. --wide-vectors sets NUMBA_CPU_FEATURES to the host's features with 512-bit vectors
-preferred, for this process only (it is never set for users; see
-shared/notes/cpu-kernel-vectorisation.md).
+preferred, for this process only: it must be set before numba is imported and applies to the
+whole process, so it is never set for users (docs/kernels.md, "What makes the CPU loop
+vectorise", says what vectorises).
 """
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -34,10 +34,12 @@ import time
 
 import numpy as np
 
-# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up
+# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up. First in
+# the path even when it is already there, so that `benchmarks` is this script's own folder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, ROOT)
+
+from benchmarks.report import RESULTS, save_report, utc_now  # noqa: E402
 
 SEED, OFFSET = 1234, 0
 
@@ -59,7 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--wide-vectors", action="store_true",
                         help="NUMBA_CPU_FEATURES = host features, 512-bit vectors preferred")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
     if args.max_log2 is None:
         args.max_log2 = 24 if args.device == "cpu" else 28
@@ -403,7 +405,7 @@ def main(argv=None):
     notes.update({m.name: m.error for m in methods if m.error})
     kernel = "numba_cpu" if args.device == "cpu" else "numba_cuda"
     report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "device": device_info(args.device),
         "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -413,25 +415,22 @@ def main(argv=None):
         "copy": copies, "results": rows, "speedups_forward_backward": speedups(rows, kernel),
         "notes": notes,
     }
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"reparam_{args.device}{'_quick' if args.quick else ''}")
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    plot(rows, copies, stem + ".png")
+    stem = f"reparam_{args.device}{'_quick' if args.quick else ''}"
     table = format_table(rows, copies)
     speedup_text = json.dumps(report["speedups_forward_backward"], indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(f"# Fused reparameterization, {report['device'].get('name', args.device)}, "
-                f"{report['date']}\n\nLoad average {load_start[0]:.2f} -> "
-                f"{report['load_average_1min']['end']:.2f}. kept B: bytes per element kept "
-                f"between forward and backward.\n{table}\n\nforward+backward speedups at the "
-                f"largest N:\n```\n{speedup_text}\n```\n")
+    text = (f"# Fused reparameterization, {report['device'].get('name', args.device)}, "
+            f"{report['date']}\n\nLoad average {load_start[0]:.2f} -> "
+            f"{report['load_average_1min']['end']:.2f}. kept B: bytes per element kept "
+            f"between forward and backward.\n{table}\n\nforward+backward speedups at the "
+            f"largest N:\n```\n{speedup_text}\n```\n")
+    save_report(report, text, args.out, stem)
+    plot(rows, copies, os.path.join(args.out, stem + ".png"))
     print(table)
     print(f"\nforward+backward speedups at the largest N: {speedup_text}")
     if notes:
         print(f"notes: {json.dumps(notes, indent=1)}")
-    print(f"wrote {stem}.json, {stem}.md, {stem}.png; load average {load_start[0]:.2f} -> "
-          f"{report['load_average_1min']['end']:.2f}")
+    print(f"wrote {os.path.join(args.out, stem)}.json, .md and .png; load average "
+          f"{load_start[0]:.2f} -> {report['load_average_1min']['end']:.2f}")
     return 0
 
 

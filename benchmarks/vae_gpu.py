@@ -8,8 +8,8 @@ What it measures, in one process on one GPU, with the same data (``vae.data.load
 
 1. Epoch time and test -ELBO per epoch of minigrad (``vae.train.Trainer`` with device "cuda", the
    product's own loop: data resident on the GPU, loss read every LOSS_READ_EVERY steps) and
-   PyTorch eager on CUDA (vae_cpu.py's recipe, data resident, ``loss.item()`` every step as the
-   example does), interleaved epoch by epoch, at each batch size.
+   PyTorch eager on CUDA (benchmarks/vae_runs.py's recipe, data resident, ``loss.item()`` every
+   step as the example does), interleaved epoch by epoch, at each batch size.
    Targets: minigrad / PyTorch epoch time <= 1.5 at batch 128 and <= 1.1 at batch 4096; final
    test -ELBO within 0.5 nat of the CPU run's (benchmarks/results/vae_cpu.json).
 2. A step profile per batch size: GPU time of one training step (cupy.cuda.Event pairs) against
@@ -25,115 +25,33 @@ Exits 1 with the reason when CuPy or a GPU is missing.  Results go to
 benchmarks/results/vae_gpu.{json,md}.
 """
 import argparse
-import dataclasses
-import datetime
 import json
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
-# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up
+# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up. First in
+# the path even when it is already there, so that `benchmarks` is this script's own folder
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, ROOT)
 
-from benchmarks.vae_cpu import (git_commit, save_report, timed_epoch,  # noqa: E402
-                                 torch_vae_class)
+from benchmarks.report import RESULTS, provenance, publish  # noqa: E402
+from benchmarks.vae_runs import (MinigradRun, interleaved_epochs, mean_and_final,  # noqa: E402
+                                 torch_run_class, warm_up)
 from minigrad import backend  # noqa: E402
 from vae import data  # noqa: E402
-from vae.train import EVAL_SEED_OFFSET, Config, Trainer  # noqa: E402
+from vae.train import Config  # noqa: E402
 
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
 TARGET_EPOCH_RATIO = {128: 1.5, 4096: 1.1}  # minigrad / PyTorch eager mean epoch time
 TARGET_ELBO_GAP = 0.5                       # nats: final test -ELBO against the CPU run's
 
 
-# --- the PyTorch trainer on CUDA --------------------------------------------------------------
-def torch_cuda_run_class(torch):
-    """vae_cpu.py's PyTorch recipe with the data, the model and the noise on the GPU."""
-    device = torch.device("cuda")
-    TorchVAE, neg_elbo_sum = torch_vae_class(torch, device)
-
-    class TorchRun:
-        name = "torch"
-
-        def __init__(self, config, train_images, test_images):
-            self.config = config
-            torch.manual_seed(config.seed)
-            self.model = TorchVAE(config.input_dim, config.hidden_dim,
-                                  config.latent_dim).to(device)
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-            self.train_images = torch.from_numpy(train_images).to(device)   # resident, once
-            self.test_images = torch.from_numpy(test_images).to(device)
-            self.shuffle = torch.Generator(device=device).manual_seed(config.seed)
-            self.noise = torch.Generator(device=device).manual_seed(config.seed + 1)
-
-        def train_epoch(self):
-            self.model.train()
-            images, batch = self.train_images, self.config.batch_size
-            order = torch.randperm(len(images), generator=self.shuffle, device=device)
-            total = 0.0
-            for start in range(0, len(images), batch):
-                x = images[order[start:start + batch]]
-                self.optimizer.zero_grad()
-                logits, mu, logvar = self.model(x, self.noise)
-                loss = neg_elbo_sum(logits, x, mu, logvar) / len(x)
-                loss.backward()
-                total += loss.item() * len(x)  # the example's per-step read (a sync)
-                self.optimizer.step()
-            return total / len(images)
-
-        def evaluate(self, batch=1000):
-            self.model.eval()
-            generator = torch.Generator(device=device).manual_seed(
-                self.config.seed + EVAL_SEED_OFFSET)
-            total = 0.0
-            with torch.no_grad():
-                for start in range(0, len(self.test_images), batch):
-                    x = self.test_images[start:start + batch]
-                    logits, mu, logvar = self.model(x, generator)
-                    total += neg_elbo_sum(logits, x, mu, logvar).item()
-            return total / len(self.test_images)
-
-    return TorchRun
-
-
-class MinigradRun:
-    name = "minigrad"
-
-    def __init__(self, config, dataset):
-        self.trainer = Trainer(config, dataset)
-
-    def train_epoch(self):
-        return self.trainer.train_epoch()  # ends with a read of the loss: the epoch is done
-
-    def evaluate(self):
-        return self.trainer.evaluate()["neg_elbo"]
-
-
 # --- epochs -----------------------------------------------------------------------------------
-def interleaved_epochs(runs, epochs, log, batch):
-    rows = []
-    for epoch in range(1, epochs + 1):
-        row = {"epoch": epoch}
-        for run in runs:
-            timed_epoch(run, row)
-        if "torch_s" in row:
-            row["ratio_torch"] = row["minigrad_s"] / row["torch_s"]
-        rows.append(row)
-        log(f"batch {batch} epoch {epoch}/{epochs}  " + "  ".join(
-            f"{run.name} {row[run.name + '_s']:.2f}s (test -ELBO "
-            f"{row[run.name + '_test_neg_elbo']:.2f})" for run in runs))
-    return rows
-
-
 def summarize(rows, names, batch, cpu_elbo):
     # NOTE: the first timed epoch is kept: warm-up ran on throwaway trainers beforehand
-    summary = {f"{n}_mean_epoch_s": statistics.fmean(r[f"{n}_s"] for r in rows) for n in names}
-    summary.update({f"{n}_final_test_neg_elbo": rows[-1][f"{n}_test_neg_elbo"] for n in names})
+    summary = mean_and_final(rows, names)
     if "torch" in names:
         ratio = summary["minigrad_mean_epoch_s"] / summary["torch_mean_epoch_s"]
         summary["ratio_torch_mean_epoch"] = ratio
@@ -295,42 +213,29 @@ def main(argv=None):
             torch = None
     dataset = data.load(args.data)
     cpu_elbo = cpu_reference(args.cpu_report)
-    report = {"benchmark": "vae_gpu", "command": sys.argv,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "git_commit": git_commit(),
-              "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
-              "software": {"cupy": cupy.__version__,
-                           "torch": None if torch is None else torch.__version__},
-              "frameworks": ["minigrad"] + ([] if torch is None else ["torch"]),
-              "cpu_reference_neg_elbo": cpu_elbo, "batches": {}}
+    report = provenance(
+        "vae_gpu", device=cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        software={"cupy": cupy.__version__, "torch": None if torch is None else torch.__version__},
+        frameworks=["minigrad"] + ([] if torch is None else ["torch"]),
+        cpu_reference_neg_elbo=cpu_elbo, batches={})
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         config = Config(data=args.data, epochs=args.epochs, batch_size=batch,
                         train_subset=args.train_subset, seed=args.seed, quiet=True,
                         device="cuda", kernel_backend=args.kernel_backend)
         runs = [MinigradRun(config, dataset)]
         if torch is not None:
-            TorchRun = torch_cuda_run_class(torch)
             trainer = runs[0].trainer
-            runs.append(TorchRun(config, trainer.train_images, trainer.test_images))
-        small = dataclasses.replace(config, train_subset=5 * batch, test_subset=1000)
-        warm = [MinigradRun(small, dataset)]
-        if torch is not None:
-            warm.append(TorchRun(small, warm[0].trainer.train_images, warm[0].trainer.test_images))
-        for run in warm:  # compile kernels, fill memory pools, initialise cuBLAS
-            run.train_epoch()
-            run.evaluate()
-        rows = interleaved_epochs(runs, args.epochs, print, batch)
+            runs.append(torch_run_class(torch, "cuda")(config, trainer.train_images,
+                                                       trainer.test_images))
+        warm = warm_up(runs, dataset)  # compiles kernels, fills memory pools, starts cuBLAS
+        rows = interleaved_epochs(runs, args.epochs, print, label=f"batch {batch} ")
         part = {"epochs": rows, "summary": summarize(rows, [r.name for r in runs], batch, cpu_elbo),
                 "profile": profile_step(cupy, runs[0].trainer, batch, args.profile_steps)}
         if args.cuda_graph:
             part["cuda_graph"] = cuda_graph_gain(cupy, warm[0].trainer, batch,
                                                  args.profile_steps)
         report["batches"][str(batch)] = part
-    text = markdown(report)
-    paths = save_report(report, text, args.out, "vae_gpu")
-    print()
-    print(text, end="")
-    print(f"wrote {', '.join(paths)}")
+    publish(report, markdown(report), args.out, "vae_gpu")
     return 0
 
 

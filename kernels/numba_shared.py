@@ -19,7 +19,7 @@ lo <= lane < hi; full blocks pass lo = 0, hi = 4, which the compiler folds away.
 float64 follows kernels.philox.box_muller (the same rounded angle fl(2 pi u)) and float32 never
 touches float64; in both, log, sin/cos and exp are branch-free polynomials with range reduction by
 bit manipulation, because libm calls stay scalar in a vectorised loop (see
-/work/shared/notes/cpu-kernel-vectorisation.md). float32: Cephes logf, sinf/cosf, expf
+docs/kernels.md, "What makes the CPU loop vectorise"). float32: Cephes logf, sinf/cosf, expf
 coefficients. float64: FreeBSD msun's e_log.c, k_sin.c/k_cos.c after a two-step Cody-Waite
 reduction of fl(2 pi u) by pi/2, and e_exp.c, with the last additions and the products kept exact
 (TwoSum, FMA), so that the normals are within about 1 ulp of exact and exp within 0.7 (NumPy's

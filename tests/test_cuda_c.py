@@ -410,8 +410,9 @@ def test_reparam_cu_compiles_for_sm90_without_spills(tmp_path):
     lines = ["# ptxas report for kernels/reparam.cu, sm_90, written by tests/test_cuda_c.py",
              # no timestamp: the kept artifact changes only when the kernels or nvcc do
              f"# {version.strip().splitlines()[-1]}",
-             "# command: " + " ".join(command).replace(f"{ROOT}/", "").replace(str(tmp_path),
-                                                                               "TMP"),
+             # nvcc by name, files relative to the repository: no path of this machine
+             "# command: nvcc " + " ".join(command[1:]).replace(f"{ROOT}/", "").replace(
+                 str(tmp_path), "TMP"),
              f"# occupancy: theoretical, {THREADS}-thread blocks on an sm_90 SM (65536 registers, "
              "2048 threads, 228 KB shared)",
              f"{'kernel':36s} {'registers':>9s} {'stack':>5s} {'spill st':>8s} {'spill ld':>8s} "

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from kernels.philox import (block_counters, box_muller, normal, normal_words, philox4x32,
                             seed_to_key, uint32_to_uniform)
 
-# Copied from /work/shared/data/philox4x32_10_kat.csv (Random123 kat_vectors + old_kat_vectors).
+# Random123's kat_vectors + old_kat_vectors, carried in the repository next to this file.
 KAT_PATH = Path(__file__).parent / "data" / "philox4x32_10_kat.csv"
 with KAT_PATH.open() as f:
     KAT_ROWS = [[int(value, 16) for value in row] for row in list(csv.reader(f))[1:]]
