@@ -5,8 +5,11 @@
     >>> (x * x).sum().backward()
     >>> x.grad
     array([2., 4.])
+    >>> (g,) = mg.grad((x ** 3).sum(), x, create_graph=True)    # 3 x^2, differentiable
+    >>> mg.grad(g.sum(), x)[0].data                              # 6 x
+    array([ 6., 12.])
 """
-from minigrad.graph import is_grad_enabled, no_grad
+from minigrad.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from minigrad.tensor import Tensor, as_tensor
 from minigrad.ops import *  # noqa: F401,F403  (the op functions are the public API)
 from minigrad.ops import __all__ as _op_names
@@ -15,7 +18,9 @@ from minigrad.ops.families import reparameterize_family
 from minigrad import nn, optim, random, viz
 from minigrad.trace import trace
 from minigrad.anomaly import detect_anomaly
+from minigrad.autograd import grad
+from minigrad import functional
 
-__all__ = ["Tensor", "as_tensor", "no_grad", "is_grad_enabled", "format_graph", "to_dot",
-           "nn", "optim", "random", "viz", "trace", "detect_anomaly", "reparameterize_family",
-           *_op_names]
+__all__ = ["Tensor", "as_tensor", "grad", "functional", "no_grad", "enable_grad",
+           "set_grad_enabled", "is_grad_enabled", "format_graph", "to_dot", "nn", "optim",
+           "random", "viz", "trace", "detect_anomaly", "reparameterize_family", *_op_names]

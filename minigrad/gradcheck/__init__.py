@@ -7,12 +7,13 @@
     True
 
 ``gradcheck`` returns a GradcheckReport (or raises GradcheckError with ``raise_on_failure``);
-``minigrad.gradcheck.cases`` registers sample inputs for every op, checked by
-``python -m minigrad.gradcheck``.
+``gradgradcheck`` checks second derivatives the same way; ``minigrad.gradcheck.cases`` registers
+sample inputs for every op, checked by ``python -m minigrad.gradcheck [--order 2]``.
 """
 from minigrad.gradcheck.core import (TOLERANCES, GradcheckError, GradcheckWarning, Tolerance,
                                      gradcheck)
 from minigrad.gradcheck.report import GradcheckReport, InputResult
+from minigrad.gradcheck.second_order import gradgradcheck
 
-__all__ = ["gradcheck", "GradcheckReport", "InputResult", "GradcheckError", "GradcheckWarning",
-           "Tolerance", "TOLERANCES"]
+__all__ = ["gradcheck", "gradgradcheck", "GradcheckReport", "InputResult", "GradcheckError",
+           "GradcheckWarning", "Tolerance", "TOLERANCES"]

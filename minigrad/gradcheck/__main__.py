@@ -3,6 +3,7 @@
     python -m minigrad.gradcheck                    every case, float64
     python -m minigrad.gradcheck --op matmul        the cases of one op (repeat --op for more)
     python -m minigrad.gradcheck --dtype float32 --fast
+    python -m minigrad.gradcheck --order 2          second derivatives (gradgradcheck)
     python -m minigrad.gradcheck --list             the cases, unchecked
     python -m minigrad.gradcheck --sweep --op tanh --out sweep.png
                                                     error against step size, float64 and float32
@@ -36,6 +37,9 @@ def main(argv=None):
     parser.add_argument("--fast", action="store_true",
                         help="random directional derivatives instead of every element; "
                              "a mismatch is rechecked element by element")
+    parser.add_argument("--order", type=int, choices=[1, 2], default=1,
+                        help="1: gradients (gradcheck); 2: second derivatives, finite differences "
+                             "of the gradients (gradgradcheck)")
     parser.add_argument("--list", action="store_true", help="list the cases without checking them")
     parser.add_argument("--sweep", action="store_true",
                         help="plot the finite-difference error against the step for one --op")
@@ -59,7 +63,8 @@ def main(argv=None):
 
     dtype = np.dtype(args.dtype)
     tolerance = TOLERANCES[dtype]
-    print(f"gradcheck: {len(cases)} cases of {len(set(c.op for c in cases))} ops, {dtype} inputs, "
+    check = "gradcheck" if args.order == 1 else "gradgradcheck (order 2)"
+    print(f"{check}: {len(cases)} cases of {len(set(c.op for c in cases))} ops, {dtype} inputs, "
           f"{'fast' if args.fast else 'every element'}; eps {tolerance.eps:g}, "
           f"atol {tolerance.atol:g}, rtol {tolerance.rtol:g}\n{CRITERION}")
     rows, failed = [], []
@@ -67,7 +72,7 @@ def main(argv=None):
         warnings.simplefilter("ignore", GradcheckWarning)  # said once, in the line above
         for c in cases:
             try:
-                report = c.check(dtype, fast=args.fast)
+                report = c.check(dtype, order=args.order, fast=args.fast)
             except Exception as error:  # an op that raises fails its case; the others still run
                 rows.append((c.op, c.label, c.shapes, str(dtype), "-", "-", "ERROR"))
                 failed.append((c, f"raised {type(error).__name__}: {_first_line(error)}"))

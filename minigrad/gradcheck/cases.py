@@ -1,4 +1,5 @@
-"""Sample inputs for every op in ``minigrad.ops.__all__``: the per-op finite-difference suite.
+"""Sample inputs for every op in ``minigrad.ops.__all__`` and for ``reparameterize_family``
+(``NODES``): the per-op finite-difference suite.
 
 ``case(op, label, fn, **inputs)`` registers fn of named float64 inputs in ``CASES`` (an input
 wrapped in ``Constant`` is passed to fn but not differentiated);
@@ -16,10 +17,12 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.gradcheck.core import gradcheck
+from minigrad.gradcheck.second_order import gradgradcheck
 from minigrad.gradcheck.report import format_shape
 from minigrad.tensor import Tensor
 
 CASES = []
+NODES = (*mg.ops.__all__, "reparameterize_family")  # every differentiable node minigrad has
 _rng = np.random.default_rng(0)
 
 
@@ -41,12 +44,13 @@ class Case:
         return " ".join(("" if t.requires_grad else "c") + format_shape(t.shape)
                         for t in self.inputs)
 
-    def check(self, dtype=np.float64, **options):
-        """gradcheck of fn on copies of the inputs (constants too) in ``dtype``; options go to
-        gradcheck."""
+    def check(self, dtype=np.float64, order=1, **options):
+        """gradcheck (``order`` 1) or gradgradcheck (2) of fn on copies of the inputs (constants
+        too) in ``dtype``; options go to the check."""
         inputs = [Tensor(t.data.astype(dtype), requires_grad=t.requires_grad, name=t.name)
                   for t in self.inputs]
-        return gradcheck(self.fn, inputs, **options)
+        check = {1: gradcheck, 2: gradgradcheck}[order]
+        return check(self.fn, inputs, **options)
 
 
 @dataclass(frozen=True)
@@ -331,3 +335,9 @@ for label, shape, weight, seed, offset, save_noise in KL_REPARAMETERIZATIONS:
          lambda mu, logvar, c, w=weight, s=seed, o=offset, n=save_noise:
              kl_loss(mu, logvar, c, w, seed=s, offset=o, save_noise=n),
          mu=normal(*shape), logvar=normal(*shape), c=Constant(normal(*shape)))
+
+for family, (seed, offset) in zip(mg.ops.families.FAMILIES, [(5, 0), (6, 11), (2**33, 3), (9, 2)]):
+    case("reparameterize_family", family,
+         lambda loc, log_scale, f=family, s=seed, o=offset:
+             mg.reparameterize_family(loc, log_scale, f, seed=s, offset=o),
+         loc=normal(2, 3), log_scale=uniform(-1.0, 1.0, 2, 3))

@@ -67,6 +67,9 @@ class GradcheckReport:
     eps: float
     atol: float
     rtol: float
+    check: str = "gradcheck"    # which check made it, and what y is: gradgradcheck relabels both
+    function: str = "fn(...)"
+    derivative: str = "gradient"
 
     @property
     def ok(self):
@@ -95,9 +98,9 @@ class GradcheckReport:
         where = ("along random directions" if r.worst_index is None
                  else f"at element {r.worst_index}")  # fast mode rechecks elements before failing
         return (
-            f"gradcheck: the gradient of input {r.index} ({r.name!r}, shape {r.shape}, {r.dtype}) "
-            f"is wrong {where}\n"
-            f"  output:    {r.output}, where y = fn(...) has shape {self.output_shape}; "
+            f"{self.check}: the {self.derivative} of input {r.index} ({r.name!r}, shape {r.shape}, "
+            f"{r.dtype}) is wrong {where}\n"
+            f"  output:    {r.output}, where y = {self.function} has shape {self.output_shape}; "
             f"{self.projection}\n"
             f"  analytic:  {r.analytic:.6e}  (the engine's backward, in {r.dtype})\n"
             f"  numeric:   {r.numeric:.6e}  (central difference in float64, eps {self.eps:g})\n"
@@ -107,8 +110,9 @@ class GradcheckReport:
 
     def __str__(self):
         verdict = "passed" if self.ok else f"FAILED for {len(self.failures)} input(s)"
-        header = (f"gradcheck {verdict}: eps {self.eps:g}, atol {self.atol:g}, rtol {self.rtol:g}\n"
-                  f"y = fn(...) of shape {self.output_shape} ({self.output_dtype}), "
+        header = (f"{self.check} {verdict}: eps {self.eps:g}, atol {self.atol:g}, "
+                  f"rtol {self.rtol:g}\n"
+                  f"y = {self.function} of shape {self.output_shape} ({self.output_dtype}), "
                   f"{self.projection}\n"
                   f"{CRITERION}")
         rows = [(r.index, r.name, format_shape(r.shape), str(r.dtype), f"{r.max_abs_err:.1e}",
