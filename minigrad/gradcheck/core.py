@@ -93,7 +93,7 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
     ValueError for NaN or Inf in an input, eps <= 0, a negative or non-finite tolerance, or an fn
     that returns different values for the same inputs.
     """
-    arguments = _arguments(inputs)
+    arguments = parse_arguments(inputs)
     checked = [a for a in arguments if a.differentiate]
     if not checked:
         raise ValueError("gradcheck: no input to differentiate; pass float Tensors with "
@@ -109,10 +109,10 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
     device = next((a.value.device for a in arguments if isinstance(a.value, Tensor)), "cpu")
     leaves = [Tensor(to_device(a.data.copy(), device), requires_grad=True, name=a.name)
               if a.differentiate else a.value for a in arguments]
-    output = _checked_output(fn(*leaves), "fn(*inputs)")
+    output = checked_output(fn(*leaves), "fn(*inputs)")
     cotangents, labels, projection = _cotangents(output, rng, all_outputs, seed)
-    analytic = _vjps(output, leaves, checked, cotangents)
-    evaluate = _evaluator(fn, arguments, output.shape, device)
+    analytic = vjp_rows(output, leaves, checked, cotangents)
+    evaluate = evaluator(fn, arguments, output.shape, device)
     _check_deterministic(evaluate)
 
     results = []
@@ -139,31 +139,31 @@ def gradcheck(fn, inputs, eps=None, atol=None, rtol=None, fast=False, num_direct
 _INPUT_TYPES = (Tensor, np.ndarray, np.generic)  # an argument of fn: a Tensor, a NumPy array/scalar
 
 
-def _arguments(inputs):
+def parse_arguments(inputs, caller="gradcheck"):
     """fn's arguments, checked: Tensors or arrays, float where differentiated, finite wherever
-    float."""
+    float (errors name ``caller``)."""
     if isinstance(inputs, _INPUT_TYPES):
         inputs = (inputs,)
     elif not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"gradcheck: inputs is {type(inputs).__name__}; expected a Tensor or a "
+        raise TypeError(f"{caller}: inputs is {type(inputs).__name__}; expected a Tensor or a "
                         "list or tuple of Tensors (float NumPy arrays are differentiated too)")
     arguments = []
     for i, value in enumerate(inputs):
         if not isinstance(value, _INPUT_TYPES):
-            raise TypeError(f"gradcheck: inputs[{i}] is {type(value).__name__}; expected a "
+            raise TypeError(f"{caller}: inputs[{i}] is {type(value).__name__}; expected a "
                             "Tensor (or a float NumPy array or scalar)")
         if isinstance(value, Tensor):
             data, differentiate, name = np.asarray(value.numpy()), value.requires_grad, value.name
         else:
             data, differentiate, name = np.asarray(value), True, None
             if not is_float_dtype(data.dtype):
-                raise TypeError(f"gradcheck: argument {i} is {data.dtype}; finite differences "
+                raise TypeError(f"{caller}: argument {i} is {data.dtype}; finite differences "
                                 "need a float array (pass a Tensor with requires_grad=False to "
                                 "hold it constant)")
         name = name or f"arg{i}"
         if is_float_dtype(data.dtype) and not np.all(np.isfinite(data)):
             bad = tuple(int(k) for k in np.argwhere(~np.isfinite(data))[0])
-            raise ValueError(f"gradcheck: argument {i} ({name!r}) holds {data[bad]} at index "
+            raise ValueError(f"{caller}: argument {i} ({name!r}) holds {data[bad]} at index "
                              f"{bad}; finite differences need finite inputs")
         arguments.append(_Argument(i, name, data, differentiate, value))
     return arguments
@@ -195,7 +195,7 @@ def _setting(name, value, positive=False):
     return value
 
 
-def _checked_output(output, call):
+def checked_output(output, call):
     if not isinstance(output, Tensor):
         what = type(output).__module__ + "." + type(output).__qualname__
         if hasattr(output, "shape") and hasattr(output, "dtype"):
@@ -222,8 +222,9 @@ def _cotangents(output, rng, all_outputs, seed):
     return rng.standard_normal((1, size)), ["v·y"], projection
 
 
-def _vjps(output, leaves, checked, cotangents):
-    """The engine's gradients: one backward pass per cotangent row; (rows, size) per input."""
+def vjp_rows(output, leaves, checked, cotangents):
+    """The engine's gradients: one backward pass per cotangent row; {index: (rows, size)}, in
+    float64, for each argument in ``checked``."""
     rows = {a.index: np.zeros((len(cotangents), a.data.size)) for a in checked}
     if not output.requires_grad:  # fn ignored every differentiated input: all gradients are 0
         return rows
@@ -239,10 +240,12 @@ def _vjps(output, leaves, checked, cotangents):
     return rows
 
 
-def _evaluator(fn, arguments, output_shape, device="cpu"):
-    """evaluate(i, x): fn at the float64 inputs with argument i replaced by x (none replaced
-    when i is None), flattened; fn runs on ``device``, x and the result are host arrays."""
-    base = [Tensor(to_device(a.data.astype(np.float64), device)) if is_float_dtype(a.data.dtype)
+def evaluator(fn, arguments, output_shape, device="cpu", dtype=np.float64, caller="gradcheck"):
+    """evaluate(i, x): fn with its float arguments in ``dtype`` and argument i replaced by x
+    (none when i is None), flattened, as an array of ``dtype``; fn runs on ``device``, x and the
+    result are host arrays.  fn must compute in ``dtype``: its differences are taken there."""
+    dtype = np.dtype(dtype)
+    base = [Tensor(to_device(a.data.astype(dtype), device)) if is_float_dtype(a.data.dtype)
             else a.value for a in arguments]
 
     def evaluate(index, x):
@@ -251,13 +254,35 @@ def _evaluator(fn, arguments, output_shape, device="cpu"):
         # NOTE: a step may leave fn's domain (sqrt just above 0); the NaN it gives fails the
         # comparison and is reported there, so NumPy's warning would only repeat it
         with no_grad(), np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            y = _checked_output(fn(*values), "fn(*inputs) in float64")
+            y = checked_output(fn(*values), f"fn(*inputs) in {dtype}")
         if y.shape != output_shape:
-            raise ValueError(f"gradcheck: fn returned shape {y.shape} on float64 inputs and "
+            raise ValueError(f"{caller}: fn returned shape {y.shape} on {dtype} inputs and "
                              f"{output_shape} on the inputs given; it must not depend on the dtype")
+        if y.dtype != dtype:
+            raise TypeError(f"{caller}: fn returned {y.dtype} on {dtype} inputs; the differences "
+                            f"are taken in {dtype} arithmetic, so fn must compute in it")
         # NOTE: a copy, since y may be a view of x (reshape, getitem), which is perturbed in place
-        return np.array(to_device(y.data, "cpu"), dtype=np.float64).reshape(-1)
+        return np.array(to_device(y.data, "cpu"), dtype=dtype).reshape(-1)
     return evaluate
+
+
+def central_differences(evaluate, index, x, eps, cotangents):
+    """cotangents @ (y(x + eps e_j) - y(x - eps e_j)) / (2 eps) for each element j of argument
+    ``index`` at x, y = ``evaluate``'s fn: (rows, x.size), in the arithmetic of x's dtype (the
+    cotangent rows should be of that dtype too)."""
+    x = np.array(x)  # a fresh C-ordered copy, perturbed in place one element at a time
+    flat = x.reshape(-1)
+    step = x.dtype.type(eps)
+    numeric = np.empty((len(cotangents), x.size), dtype=x.dtype)
+    for j in range(x.size):
+        centre = flat[j]
+        flat[j] = centre + step
+        plus = evaluate(index, x)
+        flat[j] = centre - step
+        minus = evaluate(index, x)
+        flat[j] = centre
+        numeric[:, j] = cotangents @ (plus - minus) / (2 * step)
+    return numeric
 
 
 def _check_deterministic(evaluate):
@@ -282,18 +307,8 @@ def _unit_directions(rng, count, size):
 
 def _check_elements(argument, analytic, evaluate, cotangents, labels, tolerance, method):
     """Central differences element by element; compare with the analytic rows."""
-    x = argument.data.astype(np.float64)  # a fresh C-ordered copy, perturbed in place
-    flat = x.reshape(-1)
-    eps = tolerance.eps
-    numeric = np.empty_like(analytic)
-    for j in range(x.size):
-        centre = flat[j]
-        flat[j] = centre + eps
-        plus = evaluate(argument.index, x)
-        flat[j] = centre - eps
-        minus = evaluate(argument.index, x)
-        flat[j] = centre
-        numeric[:, j] = cotangents @ (plus - minus) / (2 * eps)
+    x = argument.data.astype(np.float64)
+    numeric = central_differences(evaluate, argument.index, x, tolerance.eps, cotangents)
     compared = _compare(analytic, numeric, tolerance.atol, tolerance.rtol)
     p, j = compared.worst
     worst_index = None

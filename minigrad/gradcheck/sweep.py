@@ -21,7 +21,7 @@ float64 at gradcheck's step: a wrong VJP shows as a pattern (a row, a diagonal, 
 import numpy as np
 
 from minigrad.backend import is_float_dtype
-from minigrad.graph import no_grad
+from minigrad.gradcheck import core
 from minigrad.gradcheck.core import TOLERANCES
 from minigrad.tensor import Tensor
 
@@ -40,17 +40,20 @@ def step_sweep(fn, inputs, steps=STEPS, dtype=np.float64, seed=0):
     dtype = np.dtype(dtype)
     if not is_float_dtype(dtype):
         raise TypeError(f"step_sweep: dtype {dtype} is not a float dtype")
-    arrays, differentiated = _arguments("step_sweep", inputs)
-    point = [a.astype(dtype) if is_float_dtype(a.dtype) else a for a in arrays]
-    exact = [a.astype(np.float64) if is_float_dtype(a.dtype) else a for a in point]
-    analytic, v = _analytic(fn, exact, differentiated, seed, dtype)
+    arguments, checked = _parsed("step_sweep", inputs)
+    # the analytic side in float64 at the point rounded to dtype, so the curve shows the error
+    # of the difference alone
+    analytic, v, shape = _analytic(fn, arguments, checked, seed, dtype, leaf_dtype=dtype)
+    evaluate = core.evaluator(fn, arguments, shape, dtype=dtype, caller="step_sweep")
+    cotangent = v.astype(dtype)[None]
     results = []
     for eps in steps:
         worst = 0.0
-        for i in differentiated:
-            numeric = _numeric(fn, point, i, float(eps), v.astype(dtype))
+        for a in checked:
+            numeric = core.central_differences(evaluate, a.index, a.data.astype(dtype),
+                                               float(eps), cotangent)[0]
             with np.errstate(invalid="ignore"):
-                errors = np.abs(numeric - analytic[i])
+                errors = np.abs(numeric.astype(np.float64) - analytic[a.index])
             worst = max(worst, float(np.nan_to_num(errors, nan=np.inf).max(initial=0.0)))
         results.append((float(eps), worst))
     return results
@@ -62,17 +65,19 @@ def element_errors(fn, inputs, input_index, eps=None, seed=0):
     analytic: the engine's gradient in the inputs' own dtypes; numeric: central differences in
     float64 with step ``eps`` (gradcheck's float64 step by default).
     """
-    arrays, differentiated = _arguments("element_errors", inputs)
-    if input_index not in differentiated:
+    arguments, checked = _parsed("element_errors", inputs)
+    if input_index not in [a.index for a in checked]:
         raise ValueError(f"element_errors: input {input_index} is not differentiated; "
-                         f"differentiated inputs: {differentiated}")
+                         f"differentiated inputs: {[a.index for a in checked]}")
+    argument = arguments[input_index]
     eps = TOLERANCES[np.dtype(np.float64)].eps if eps is None else eps
-    analytic, v = _analytic(fn, arrays, [input_index], seed, np.float64)
-    point = [a.astype(np.float64) if is_float_dtype(a.dtype) else a for a in arrays]
-    numeric = _numeric(fn, point, input_index, eps, v)
+    analytic, v, shape = _analytic(fn, arguments, [argument], seed, np.float64)
+    evaluate = core.evaluator(fn, arguments, shape, caller="element_errors")
+    numeric = core.central_differences(evaluate, input_index, argument.data.astype(np.float64),
+                                       eps, v[None])[0]
     with np.errstate(invalid="ignore"):
         errors = np.abs(analytic[input_index] - numeric)
-    return np.nan_to_num(errors, nan=np.inf).reshape(arrays[input_index].shape)
+    return np.nan_to_num(errors, nan=np.inf).reshape(argument.data.shape)
 
 
 def plot_sweep(results, path, title="central difference error against step size"):
@@ -161,75 +166,27 @@ def _figure(size):
     return figure, figure.add_subplot()
 
 
-def _arguments(caller, inputs):
-    """(arrays, indices of the differentiated ones) from gradcheck-style inputs."""
-    if not isinstance(inputs, (list, tuple)):
-        inputs = (inputs,)
-    arrays, differentiated = [], []
-    for i, value in enumerate(inputs):
-        if isinstance(value, Tensor):
-            array, differentiate = np.asarray(value.numpy()), value.requires_grad
-        else:
-            array, differentiate = np.asarray(value), True
-        if differentiate and not is_float_dtype(array.dtype):
-            raise TypeError(f"{caller}: argument {i} is {array.dtype}; finite differences need "
-                            "a float array (pass a Tensor with requires_grad=False to hold it "
-                            "constant)")
-        arrays.append(array)
-        if differentiate:
-            differentiated.append(i)
-    if not differentiated:
+def _parsed(caller, inputs):
+    """gradcheck's parsed arguments and the differentiated ones (at least one)."""
+    arguments = core.parse_arguments(inputs, caller)
+    checked = [a for a in arguments if a.differentiate]
+    if not checked:
         raise ValueError(f"{caller}: no input is differentiated")
-    return arrays, differentiated
+    return arguments, checked
 
 
-def _analytic(fn, arrays, differentiated, seed, v_dtype):
-    """({input index: flat float64 gradient of v . fn}, v) from one backward pass.
-
-    v is drawn in float64 and rounded to ``v_dtype``, so the differences can use it exactly."""
-    leaves = [Tensor(a, requires_grad=i in differentiated) for i, a in enumerate(arrays)]
-    y = fn(*leaves)
-    if not isinstance(y, Tensor):
-        raise TypeError(f"fn returned {type(y).__name__}; it must return a minigrad Tensor")
+def _analytic(fn, arguments, checked, seed, v_dtype, leaf_dtype=None):
+    """({input index: flat float64 gradient of v . fn}, v, fn's output shape) from one backward
+    pass, the differentiated inputs in their own dtype or rounded to ``leaf_dtype`` and then held
+    in float64.  v is drawn in float64 and rounded to ``v_dtype``, so the differences can use it
+    exactly."""
+    def leaf(a):
+        data = a.data if leaf_dtype is None else a.data.astype(leaf_dtype).astype(np.float64)
+        return Tensor(data, requires_grad=True)
+    leaves = [leaf(a) if a.differentiate else a.value for a in arguments]
+    y = core.checked_output(fn(*leaves), "fn(*inputs)")
     rng = np.random.default_rng(seed)
     v = np.ones(y.shape) if y.size == 1 else rng.standard_normal(y.shape)
     v = v.astype(v_dtype).astype(np.float64)
-    grads = {i: np.zeros(arrays[i].size) for i in differentiated}
-    if y.requires_grad:  # otherwise fn ignores its inputs: every gradient is 0
-        y.backward(v.astype(y.dtype))
-        for i in differentiated:
-            if leaves[i].grad is not None:
-                grads[i] = np.asarray(leaves[i].grad, dtype=np.float64).reshape(-1)
-    return grads, v.reshape(-1)
-
-
-def _numeric(fn, point, index, eps, v):
-    """Central differences of v . fn along each element of input ``index``, in the arithmetic of
-    the input's dtype (that of ``point[index]``); returned as float64."""
-    dtype = point[index].dtype
-    step = dtype.type(eps)
-    x = point[index].copy()  # perturbed in place, one element at a time
-    flat = x.reshape(-1)
-    numeric = np.empty(x.size)
-    for j in range(x.size):
-        centre = flat[j]
-        flat[j] = centre + step
-        plus = _evaluate(fn, point, index, x, dtype)
-        flat[j] = centre - step
-        minus = _evaluate(fn, point, index, x, dtype)
-        flat[j] = centre
-        numeric[j] = np.dot(v, plus - minus) / (2 * step)  # v, the values and step in dtype
-    return numeric
-
-
-def _evaluate(fn, point, index, x, dtype):
-    """fn at ``point`` with input ``index`` replaced by x, flattened; must stay in ``dtype``."""
-    values = [Tensor(x) if k == index else Tensor(a) for k, a in enumerate(point)]
-    # NOTE: a large step may leave fn's domain; the NaN it gives shows up as an infinite error
-    with no_grad(), np.errstate(all="ignore"):
-        y = fn(*values)
-    if y.dtype != dtype:
-        raise TypeError(f"step_sweep: fn returned {y.dtype} on {dtype} inputs; the differences "
-                        f"must be taken in {dtype} arithmetic, so fn must compute in it")
-    # NOTE: a copy, since y may be a view of x (reshape, getitem), which is perturbed in place
-    return np.array(y.data, dtype=dtype).reshape(-1)
+    rows = core.vjp_rows(y, leaves, checked, v.reshape(1, -1))
+    return {i: row[0] for i, row in rows.items()}, v.reshape(-1), y.shape
