@@ -65,16 +65,18 @@ class Optimizer:
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            if tuple(p.grad.shape) != p.shape:
+            # a Tensor after backward(create_graph=True): the step uses its values
+            grad = p.grad.data if isinstance(p.grad, Tensor) else p.grad
+            if tuple(grad.shape) != p.shape:
                 raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape}, "
-                                 f"its grad has shape {tuple(p.grad.shape)}")
+                                 f"its grad has shape {tuple(grad.shape)}")
             check_same_device(f"{type(self).__name__}.step (parameter {i} and its grad)",
-                              p.data, p.grad)
+                              p.data, grad)
             if type(p.data) is not self._array_types[i]:  # first step, or Module.to moved it
                 self._follow(i, p.data)
             # a graph still holding this parameter (retain_graph) must not backward through it
             saved.modify(p.data, f"{type(self).__name__}.step")
-            self._update(i, p.data, p.grad)
+            self._update(i, p.data, grad)
 
     def _follow(self, i, like):
         """Parameter i is new to this array type (first step, or moved by ``Module.to``): move

@@ -396,6 +396,26 @@ def test_create_graph_in_one_thread_leaves_another_in_no_grad():
     assert result == {"requires_grad": True}
 
 
+def test_an_optimizer_steps_on_tensor_grads_from_create_graph():
+    w = leaf(1.0, -2.0)
+    optimizer = mg.optim.Adam([w], lr=0.1)
+    (w * w * w).sum().backward(create_graph=True)
+    assert isinstance(w.grad, Tensor)
+    expected = w.data - 0.1 * np.sign(w.grad.data)   # Adam's first step moves by lr * sign(g)
+    optimizer.step()
+    np.testing.assert_allclose(w.data, expected, rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_anomaly_mode_names_the_op_of_a_second_order_backward():
+    x = leaf(0.0, 1.0)
+    (g,) = mg.grad((x ** 1.5).sum(), x, create_graph=True)   # 1.5 x^0.5: finite at 0
+    with mg.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="op 'pow' produced non-finite values in its "
+                                                       "backward pass"):
+            mg.grad(g.sum(), x)                               # 0.75 x^-0.5: not
+
+
 def test_a_second_order_graph_can_be_drawn(tmp_path):
     x = leaf(0.3, 0.7, name="x")
     (g,) = mg.grad(mg.tanh(x * x).sum(), x, create_graph=True)
