@@ -169,23 +169,31 @@ def unbroadcast(grad, shape):
 
 def topological_order(roots):
     """Tensors that require grad and lead to ``roots`` (a tensor or a sequence), each after all
-    of its parents."""
+    of its parents: a depth-first post-order, kept on an explicit stack of (tensor, iterator over
+    its parents) so that a chain of any length never recurses."""
     roots = roots if isinstance(roots, (list, tuple)) else (roots,)
     order, visited = [], set()
-    stack = [(root, False) for root in reversed(roots)]
-    while stack:
-        tensor, expanded = stack.pop()
-        if expanded:
-            order.append(tensor)
+    for root in roots:
+        if id(root) in visited:
             continue
-        if id(tensor) in visited:
-            continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor._node is not None:
-            stack.extend((p, False) for p in tensor._node.parents
-                         if p.requires_grad and id(p) not in visited)
+        visited.add(id(root))
+        stack = [(root, _parents(root))]
+        while stack:
+            tensor, parents = stack[-1]
+            for parent in parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, _parents(parent)))
+                    break
+            else:  # every parent is placed: the tensor goes after them
+                stack.pop()
+                order.append(tensor)
     return order
+
+
+def _parents(tensor):
+    """A tensor's parents, last first (the order format_graph's numbering has always had)."""
+    return reversed(tensor._node.parents) if tensor._node is not None else ()
 
 
 def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):

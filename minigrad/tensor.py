@@ -221,15 +221,18 @@ class Tensor:
 
     # dtype and out exist for numpy.sum(t) & co., which call t.sum(axis=..., dtype=..., out=...)
     def sum(self, axis=None, keepdims=False, *, dtype=None, out=None):
-        ops.reduce.check_numpy_keywords("Tensor.sum", self, dtype, out)
+        if dtype is not None or out is not None:
+            ops.reduce.check_numpy_keywords("Tensor.sum", self, dtype, out)
         return ops.sum(self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False, *, dtype=None, out=None):
-        ops.reduce.check_numpy_keywords("Tensor.mean", self, dtype, out)
+        if dtype is not None or out is not None:
+            ops.reduce.check_numpy_keywords("Tensor.mean", self, dtype, out)
         return ops.mean(self, axis, keepdims)
 
     def max(self, axis=None, keepdims=False, *, dtype=None, out=None):
-        ops.reduce.check_numpy_keywords("Tensor.max", self, dtype, out)
+        if dtype is not None or out is not None:
+            ops.reduce.check_numpy_keywords("Tensor.max", self, dtype, out)
         return ops.max(self, axis, keepdims)
 
     def exp(self):

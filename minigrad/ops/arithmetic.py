@@ -15,10 +15,12 @@ from minigrad.tensor import Tensor, as_tensor, make_node
 def _operands(op, x, y, compute):
     """Lift scalars to tensors of the other operand's dtype (and device), check that both live
     on one device, and return them with ``compute(x_array, y_array)``."""
-    if not isinstance(x, Tensor):
+    if type(x) is not Tensor:
         x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
-    y = as_tensor(y, like=x)
-    check_same_device(op, x.data, y.data)
+    if type(y) is not Tensor:
+        y = as_tensor(y, like=x)
+    if type(x.data) is not type(y.data):  # NOTE: settles the common case without a call
+        check_same_device(op, x.data, y.data)
     try:
         return x, y, compute(x.data, y.data)
     except ValueError:  # NOTE: NumPy's own check, so a call that broadcasts pays nothing for it
