@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import minigrad
 from minigrad.gradcheck import __main__ as cli
 from minigrad.gradcheck.cases import CASES, NODES, Case
 from minigrad.tensor import make_node
