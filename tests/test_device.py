@@ -20,7 +20,7 @@ from minigrad.gradcheck.cases import CASES
 from minigrad.gradcheck.core import gradcheck
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor
-from vae import train
+from vae import run_folder, train
 from vae_fixtures import silent, small_config, write_dataset, mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -241,5 +241,5 @@ def test_one_epoch_on_cuda_from_the_command_line(cupy, tmp_path, kernel_backend)
          "--no-plots", "--out", str(tmp_path / "run"), *flags],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr
-    record = train.read_metrics(str(tmp_path / "run"))[0]
+    record = run_folder.read_metrics(str(tmp_path / "run"))[0]
     assert np.isfinite(record["train_loss"]) and np.isfinite(record["test_neg_elbo"])

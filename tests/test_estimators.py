@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from benchmarks import estimators
+from benchmarks.estimators import Draw, GaussianObjective, VAEObjective
 from minigrad.random import Stream
-from vae import estimators
-from vae.estimators import Draw, GaussianObjective, VAEObjective
 from vae_fixtures import tiny_vae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,9 +150,9 @@ def test_vae_reference_is_the_gradient_of_the_elbo_with_closed_form_kl():
 
 
 def test_the_command_line_writes_json_markdown_and_png(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vae.estimators", "--quick", "--out",
-                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, os.path.join("benchmarks", "estimators.py"),
+                             "--quick", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     names = sorted(os.listdir(tmp_path))
     assert names == ["estimators_quick.json", "estimators_quick.md", "estimators_quick.png"]
@@ -167,3 +167,18 @@ def test_the_command_line_refuses_too_few_repetitions(tmp_path, capsys):
     assert estimators.main(["--quick", "--reps", "1", "--out", str(tmp_path)]) == 1
     assert "--reps must be at least 2" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_the_committed_results_are_what_this_script_writes():
+    """benchmarks/results/estimators.*: its definitions and settings are this script's, and its
+    markdown is what ``markdown`` makes of its JSON."""
+    stem = os.path.join(ROOT, "benchmarks", "results", "estimators")
+    with open(stem + ".json") as f:
+        report = json.load(f)
+    assert report["definitions"] == estimators.__doc__.split("\n\n", 2)[2].strip()
+    defaults = estimators._settings(estimators.build_parser().parse_args([]))
+    assert {k: v for k, v in report["settings"].items() if k != "data"} == \
+        {k: v for k, v in defaults.items() if k != "data"}
+    with open(stem + ".md") as f:
+        assert estimators.markdown(report) == f.read()
+    assert os.path.isfile(stem + ".png")

@@ -245,7 +245,7 @@ def test_plot_run_skips_the_manifold_above_two_latent_dims(tmp_path):
     record = {"epoch": 1, "train_loss": 3.0, "test_neg_elbo": 2.5, "convention": convention("none")}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     trainer = types.SimpleNamespace(model=tiny_vae(latent_dim=3), test_images=rng.random((30, 4)),
-                                    test_labels=rng.integers(0, 10, 30))
+                                    test_labels=rng.integers(0, 10, 30), epoch=1)
     paths = plots.plot_run(str(tmp_path), trainer)
     assert [os.path.basename(path) for path in paths] == [name for name in RUN_PNGS
                                                            if name != "manifold.png"]
@@ -254,17 +254,102 @@ def test_plot_run_skips_the_manifold_above_two_latent_dims(tmp_path):
 
 
 def test_plot_run_assembles_the_manifold_frames_into_a_gif(tmp_path):
-    from vae import study_plots
     rng = np.random.default_rng(0)
     record = {"epoch": 1, "train_loss": 3.0, "test_neg_elbo": 2.5, "convention": convention("none")}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     model = tiny_vae(latent_dim=2)
     for epoch in (1, 2):
-        study_plots.manifold_frame(model, str(tmp_path / "frames" / f"epoch_{epoch:03d}.png"),
+        plots.manifold_frame(model, str(tmp_path / "frames" / f"epoch_{epoch:03d}.png"),
                                    epoch, grid=3)
     trainer = types.SimpleNamespace(model=model, test_images=rng.random((30, 4)),
-                                    test_labels=rng.integers(0, 10, 30))
+                                    test_labels=rng.integers(0, 10, 30), epoch=1)
     paths = plots.plot_run(str(tmp_path), trainer)
     assert os.path.basename(paths[-1]) == "manifold.gif"
     with open(paths[-1], "rb") as f:
         assert f.read(6) in (b"GIF87a", b"GIF89a")
+
+
+# --- eval, sample and plot read the checkpoint's config -----------------------------------------
+def edit_config(folder, change):
+    path = os.path.join(folder, "config.json")
+    with open(path) as f:
+        values = json.load(f)
+    with open(path, "w") as f:
+        json.dump(change(values), f)
+    return path
+
+
+@pytest.mark.parametrize("field, value", [("binarize", "dynamic"), ("test_subset", 1),
+                                          ("seed", 2)])
+@pytest.mark.parametrize("command", ["eval", "plot", "sample"])
+def test_a_config_json_that_disagrees_with_the_checkpoint_is_refused(trained, tmp_path, field,
+                                                                     value, command):
+    folder = copy_of(trained, tmp_path)
+    path = edit_config(folder, lambda values: dict(values, **{field: value}))
+    code, out, err = run_main([command, folder])
+    assert code == 1 and out == ""
+    assert path in err and f"{field} {value!r} there" in err and "in the checkpoint" in err
+
+
+def test_a_moved_run_folder_still_evaluates(trained, tmp_path):
+    folder = copy_of(trained, tmp_path)              # config.json still names the old --out
+    code, out, err = run_main(["eval", folder])
+    assert code == 0, err
+    assert out.startswith("epoch 2: test -ELBO")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda values: dict(values, epochs="10"), "epochs must be an integer, got '10'"),
+    (lambda values: dict(values, lr=None), "lr must be a number, got None"),
+    (lambda values: dict(values, warmup_epochs=float("nan")), "warmup_epochs must be a finite"),
+    (lambda values: [1, 2, 3], "the config is a JSON array, expected an object"),
+    (lambda values: "x", "the config is a JSON string, expected an object"),
+    (lambda values: dict(values, colour="red"), "unknown config fields ['colour']"),
+])
+def test_a_config_json_of_the_wrong_type_is_refused_naming_the_field(trained, tmp_path, change,
+                                                                     message):
+    folder = copy_of(trained, tmp_path)
+    path = edit_config(folder, change)
+    code, _, err = run_main(["eval", folder])
+    assert code == 1 and path in err and message in err
+    assert len(err.splitlines()) == 1
+
+
+# --- every numeric flag checked at parse time ---------------------------------------------------
+@pytest.mark.parametrize("argv, flag, message", [
+    (["train", "--warmup-epochs", "nan"], "--warmup-epochs", "must be a finite number, got nan"),
+    (["train", "--beta", "nan"], "--beta", "must be a finite number"),
+    (["train", "--lr", "inf"], "--lr", "must be a finite number, got inf"),
+    (["train", "--lr", "-0.001"], "--lr", "must be > 0"),
+    (["train", "--epochs", "1.5"], "--epochs", "expected an integer, got '1.5'"),
+    (["train", "--epochs", "0"], "--epochs", "must be at least 1"),
+    (["train", "--batch-size", "0"], "--batch-size", "must be at least 1"),
+    (["train", "--hidden-dim", "100000000"], "--hidden-dim", "must be at most 65536"),
+    (["train", "--seed", "-1"], "--seed", "must be at least 0"),
+    (["train", "--train-subset", "-1"], "--train-subset", "must be >= 0"),
+    (["train", "--iw", "-5"], "--iw", "must be an integer in [0, "),
+    (["train", "--iw-subset", "0"], "--iw-subset", "must be an integer in [1, "),
+    (["train", "--iw-subset", "-1"], "--iw-subset", "must be an integer in [1, "),
+    (["eval", "run", "--iw", "-5"], "--iw", "must be an integer in [0, "),
+    (["sample", "run", "--count", "0"], "--count", "must be an integer in [1, "),
+    (["sample", "run", "--seed", "-1"], "--seed", "must be an integer in [0, "),
+])
+def test_a_bad_numeric_flag_is_refused_naming_it(argv, flag, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {message}" in err
+
+
+def test_a_train_subset_larger_than_the_data_is_refused(tmp_path):
+    code, _, err = run_main(["train", "--out", str(tmp_path / "run"), "--train-subset",
+                             "10000000", "--quiet", "--no-plots"])
+    assert code == 1
+    assert "train_subset is 10000000" in err and "has only 60000 train images" in err
+
+
+def test_an_iw_subset_larger_than_the_test_images_is_refused(trained):
+    folder, _ = trained
+    code, _, err = run_main(["eval", folder, "--iw", "2", "--iw-subset", "100000"])
+    assert code == 1 and "--iw-subset 100000: the run has only 256 test images" in err

@@ -2,6 +2,7 @@
 carried MNIST loads and verifies, and dynamic binarization draws Bernoulli pixels."""
 import gzip
 import hashlib
+import math
 import os
 
 import numpy as np
@@ -206,3 +207,62 @@ def test_md5sums_listing_only_the_gzip_files_is_checked(tmp_path):
     (tmp_path / "MD5SUMS").write_text("0" * 32 + "  t10k-labels-idx1-ubyte.gz\n")
     with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz: checksum mismatch: MD5 of the file"):
         data.load(str(tmp_path))
+
+
+# --- bounded reads ----------------------------------------------------------------------------
+def _peak_bytes(function):
+    """(what function() raised, the peak bytes traced while it ran): NumPy and bytes objects
+    report their allocations to tracemalloc."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        try:
+            function()
+        except DataError as err:
+            raised = err
+        else:
+            raised = None
+        return raised, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_inflating_past_its_header_is_refused_after_the_declared_bytes(tmp_path):
+    path = str(tmp_path / "train-images-idx3-ubyte.gz")
+    with gzip.open(path, "wb", compresslevel=1) as f:     # 4 KB on disk, 64 MiB inflated
+        f.write(idx_bytes(np.zeros((10, 28, 28), np.uint8)))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    assert os.path.getsize(path) < 1 << 20
+    raised, peak = _peak_bytes(lambda: data.read_idx(path))
+    assert "holds more data than its header declares" in str(raised) and path in str(raised)
+    assert peak < 4 << 20
+
+
+def test_raw_file_longer_than_its_header_is_refused_unread(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(idx_bytes(np.zeros((2, 2), np.uint8)) + bytes(32 << 20))
+    raised, peak = _peak_bytes(lambda: data.read_idx(str(path)))
+    assert "dimensions (2, 2) need 16 bytes, the file has" in str(raised)
+    assert peak < 4 << 20
+
+
+@pytest.mark.parametrize("shape", [(2**31,), (2**32 - 1,) * 4, (65536, 65536)])
+@pytest.mark.parametrize("compress", [False, True])
+def test_header_declaring_more_than_the_bound_is_refused(tmp_path, shape, compress):
+    header = bytes([0, 0, data.UINT8_TYPE, len(shape)])
+    header += b"".join(size.to_bytes(4, "big") for size in shape)
+    path = tmp_path / "huge"
+    path.write_bytes(gzip.compress(header + bytes(100)) if compress else header + bytes(100))
+    with pytest.raises(DataError, match=f"declare {math.prod(shape)} bytes of data, more than "
+                                        f"the {data.MAX_IDX_BYTES}") as err:
+        data.read_idx(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_short_gzip_content_states_sizes(tmp_path):
+    path = tmp_path / "short.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((3, 4), np.uint8))[:-5]))
+    with pytest.raises(DataError, match=r"dimensions \(3, 4\) need 24 bytes, the decompressed "
+                                        r"file has 19"):
+        data.read_idx(str(path))

@@ -1,5 +1,5 @@
 """Training instrumentation: --log-grads records every parameter's mean gradient norm per epoch
-(checked by hand on a one-step run) and plots them through vae.study_plots; --manifold-frames
+(checked by hand on a one-step run) and plots them through vae.plots; --manifold-frames
 writes one frame per epoch for latent_dim 2 and is refused for other latent sizes."""
 import math
 import os
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minigrad.random import Stream
-from vae import cli, train
+from vae import cli, run_folder, train
 from vae.model import VAE
 from vae_fixtures import mnist, silent
 
@@ -32,7 +32,7 @@ def tiny_config(out, **overrides):
 def test_log_grads_records_every_parameter_every_epoch(dataset, tmp_path):
     config = tiny_config(tmp_path, log_grads=True)
     train.run(config, dataset=dataset, log=silent)
-    metrics = train.read_metrics(config.out)
+    metrics = run_folder.read_metrics(config.out)
     assert [r["epoch"] for r in metrics] == [1, 2]
     for record in metrics:
         assert set(record["grad_norms"]) == PARAMETERS
@@ -42,14 +42,14 @@ def test_log_grads_records_every_parameter_every_epoch(dataset, tmp_path):
 def test_without_log_grads_there_are_no_grad_norms(dataset, tmp_path):
     config = tiny_config(tmp_path, epochs=1)
     train.run(config, dataset=dataset, log=silent)
-    assert "grad_norms" not in train.read_metrics(config.out)[0]
+    assert "grad_norms" not in run_folder.read_metrics(config.out)[0]
 
 
 @pytest.mark.parametrize("posterior", ["gaussian", "laplace"])
 def test_grad_norms_of_a_one_step_run_equal_the_norms_by_hand(dataset, tmp_path, posterior):
     config = tiny_config(tmp_path, epochs=1, train_subset=64, log_grads=True, posterior=posterior)
     train.run(config, dataset=dataset, log=silent)
-    recorded = train.read_metrics(config.out)[0]["grad_norms"]
+    recorded = run_folder.read_metrics(config.out)[0]["grad_norms"]
     # the same step by hand: the model's init, the epoch's shuffle, the stream from its start
     model = VAE(784, 16, 2, rng=np.random.default_rng(config.seed), posterior=posterior)
     order = np.random.default_rng([config.seed, 1]).permutation(64)
@@ -88,7 +88,7 @@ def test_cli_log_grads_draws_the_gradient_norms(tmp_path, capsys):
     path = os.path.join(out, "grad_norms.png")
     assert f"wrote {path}" in capsys.readouterr().out
     assert is_png(path)
-    assert [set(r["grad_norms"]) for r in train.read_metrics(out)] == [PARAMETERS, PARAMETERS]
+    assert [set(r["grad_norms"]) for r in run_folder.read_metrics(out)] == [PARAMETERS, PARAMETERS]
 
 
 def is_png(path):
@@ -136,11 +136,11 @@ def test_cli_manifold_frames_for_latent_dim_3_is_an_error(tmp_path, capsys):
 
 
 def test_with_the_real_study_plots_frames_and_grad_norms_are_pngs(dataset, tmp_path):
-    from vae import study_plots as real
+    from vae import plots as real
     config = tiny_config(tmp_path, manifold_frames=True, log_grads=True)
     train.run(config, dataset=dataset, log=silent)
     paths = [os.path.join(config.out, "frames", f"epoch_{e:03d}.png") for e in (1, 2)]
-    paths.append(real.grad_norms(train.read_metrics(config.out),
+    paths.append(real.grad_norms(run_folder.read_metrics(config.out),
                                  os.path.join(config.out, "grad_norms.png")))
     for path in paths:
         with open(path, "rb") as f:

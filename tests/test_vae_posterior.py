@@ -11,7 +11,7 @@ import pytest
 import minigrad as mg
 from minigrad.ops.families import log_prob
 from minigrad.random import Stream
-from vae import checkpoint, cli, train
+from vae import checkpoint, cli, run_folder, train
 from vae import evaluate as ev
 from vae.checkpoint import CheckpointError
 from vae.model import POSTERIORS, VAE
@@ -40,7 +40,7 @@ def float64_vae(posterior, seed=0):
 def test_each_posterior_trains_with_finite_decreasing_loss(dataset, tmp_path, posterior):
     config = tiny_config(tmp_path, epochs=3, posterior=posterior)
     train.run(config, dataset=dataset, log=silent)
-    metrics = train.read_metrics(config.out)
+    metrics = run_folder.read_metrics(config.out)
     losses = [record["train_loss"] for record in metrics]
     tests = [record["test_neg_elbo"] for record in metrics]
     assert all(math.isfinite(value) for value in losses + tests)
@@ -238,4 +238,4 @@ def test_cli_trains_a_posterior_and_resume_keeps_it(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert ev.convention("none", posterior="gumbel") in printed
     assert ev.convention("none", 5, "gumbel") in printed
-    assert [r["epoch"] for r in train.read_metrics(out)] == [1, 2]
+    assert [r["epoch"] for r in run_folder.read_metrics(out)] == [1, 2]

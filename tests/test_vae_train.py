@@ -1,13 +1,18 @@
 """vae.train: the run folder, bit-identical resume, checkpoints that refuse the wrong model or a
 corrupt file and survive a failed write, the NaN stop, the beta warm-up, and learning at all."""
+import io
 import json
 import os
+import re
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 import minigrad as mg
-from vae import checkpoint, train
+from vae import checkpoint, run_folder, train
 from vae.checkpoint import CheckpointError
 from vae.evaluate import convention
 from vae.model import VAE
@@ -63,7 +68,7 @@ def test_run_writes_config_metrics_and_checkpoint(finished_run):
     config, trainer = finished_run
     with open(os.path.join(config.out, "config.json")) as f:
         assert train.Config(**json.load(f)) == config
-    metrics = train.read_metrics(config.out)
+    metrics = run_folder.read_metrics(config.out)
     assert [record["epoch"] for record in metrics] == [1, 2]
     for record in metrics:
         assert set(record) == METRIC_KEYS
@@ -102,7 +107,7 @@ def test_resume_is_bit_identical_to_a_straight_run(dataset, tmp_path, binarize, 
 
     def without_seconds(folder):
         return [{k: v for k, v in record.items() if k != "seconds"}
-                for record in train.read_metrics(str(folder))]
+                for record in run_folder.read_metrics(str(folder))]
     assert without_seconds(tmp_path / "split") == without_seconds(tmp_path / "straight")
 
 
@@ -192,7 +197,7 @@ def test_interrupt_during_evaluation_loses_no_epoch_of_metrics(dataset, tmp_path
     monkeypatch.undo()
     assert evaluated == [1, 2]
     run_quietly(config, dataset, resume=True)
-    assert [record["epoch"] for record in train.read_metrics(config.out)] == [1, 2, 3]
+    assert [record["epoch"] for record in run_folder.read_metrics(config.out)] == [1, 2, 3]
 
 
 # --- the NaN stop -----------------------------------------------------------------------------
@@ -213,7 +218,7 @@ def test_nan_loss_stops_naming_epoch_and_step(dataset, tmp_path, monkeypatch):
         run_quietly(config, dataset)
     monkeypatch.undo()
 
-    assert [record["epoch"] for record in train.read_metrics(config.out)] == [1]
+    assert [record["epoch"] for record in run_folder.read_metrics(config.out)] == [1]
     kept = train.Trainer(config, dataset)
     kept.restore(os.path.join(config.out, train.CHECKPOINT))
     assert kept.epoch == 1
@@ -257,7 +262,7 @@ def test_training_uses_the_warmup_beta_at_each_step(dataset, tmp_path, monkeypat
 # --- learning ---------------------------------------------------------------------------------
 def test_loss_decreases_over_epochs(dataset, tmp_path):
     run_quietly(small_config(tmp_path, epochs=4, lr=3e-3), dataset)
-    metrics = train.read_metrics(str(tmp_path))
+    metrics = run_folder.read_metrics(str(tmp_path))
     train_losses = [record["train_loss"] for record in metrics]
     test_losses = [record["test_neg_elbo"] for record in metrics]
     assert all(later < earlier for earlier, later in zip(train_losses, train_losses[1:]))
@@ -292,3 +297,198 @@ def test_checkpoint_whose_metadata_lacks_a_field_is_refused(finished_run, datase
 def test_negative_subsets_are_refused():
     with pytest.raises(ValueError, match="train_subset must be >= 0"):
         train.Config(train_subset=-5).validate()
+
+
+# --- NaN is never saved; the stop names the op ------------------------------------------------
+def test_a_blow_up_in_the_last_update_is_never_saved_over_a_good_checkpoint(dataset, tmp_path):
+    """lr 1e39 overflows float32 in Adam's step: one step per epoch, so only the check after the
+    epoch's last update can see it."""
+    settings = dict(train_subset=64, batch_size=64, epochs=1)
+    run_quietly(config_for(tmp_path, **settings), dataset)
+    path = os.path.join(str(tmp_path), train.CHECKPOINT)
+    with open(path, "rb") as f:
+        good = f.read()
+    with np.errstate(all="ignore"), pytest.raises(train.TrainingError) as err:
+        train.run(config_for(tmp_path, **dict(settings, epochs=3, lr=1e39)), resume=True,
+                  dataset=dataset, log=silent, allow_changed_settings=True)
+    message = str(err.value)
+    assert "epoch 2, step 1: after its update parameter" in message
+    assert "forward and backward are finite: Adam's update (lr 1e+39)" in message
+    assert f"{path} keeps epoch 1" in message
+    with open(path, "rb") as f:
+        assert f.read() == good
+    assert [record["epoch"] for record in run_folder.read_metrics(str(tmp_path))] == [1]
+
+
+def test_a_non_finite_test_elbo_is_never_saved_and_names_the_op(dataset, tmp_path):
+    with np.errstate(all="ignore"), pytest.raises(train.TrainingError) as err:
+        run_quietly(config_for(tmp_path, train_subset=64, batch_size=64, lr=1e30), dataset)
+    message = str(err.value)
+    assert message.startswith("epoch 1: the test -ELBO is nan; rerun under anomaly mode, the "
+                              "forward pass of op 'linear'")
+    assert "vae/model.py:" in message and "nothing was saved" in message
+    assert not os.path.exists(os.path.join(str(tmp_path), train.CHECKPOINT))
+    assert not os.path.exists(os.path.join(str(tmp_path), run_folder.METRICS))
+
+
+def test_the_nan_stop_names_the_op_and_its_line(dataset, tmp_path):
+    with np.errstate(all="ignore"), pytest.raises(train.TrainingError) as err:
+        run_quietly(config_for(tmp_path, lr=1e10), dataset)
+    message = str(err.value)
+    assert message.startswith("epoch 1, step 2: the loss is nan; rerun under anomaly mode, the "
+                              "forward pass of op 'linear' makes")
+    assert os.path.join("vae", "model.py") + ":" in message and "self.decoder_out(" in message
+    assert "\n" not in message
+
+
+def test_the_anomaly_rerun_restores_the_failing_steps_exact_state(dataset, tmp_path, monkeypatch):
+    trainer = train.Trainer(config_for(tmp_path, lr=1e10), dataset)
+    calls = []
+    real_loss = VAE.loss
+
+    def recording(self, x, stream, beta=1.0):
+        if mg.is_grad_enabled():
+            state = trainer.optimizer.state_dict()
+            calls.append((np.asarray(x).tobytes(), stream.state_dict(), beta,
+                          b"".join(v.tobytes() for v in self.state_dict().values()),
+                          b"".join(v.tobytes() for v in state.values()
+                                   if isinstance(v, np.ndarray)), state["step"]))
+        return real_loss(self, x, stream, beta)
+    monkeypatch.setattr(VAE, "loss", recording)
+    with np.errstate(all="ignore"), pytest.raises(train.TrainingError, match="step 2: the loss"):
+        trainer.train_epoch()
+    # steps 1 and 2, then the replay: step 1, step 2, and step 2 again under anomaly mode
+    assert len(calls) == 5
+    assert calls[2] == calls[0] and calls[3] == calls[1] and calls[4] == calls[1]
+
+
+# --- checkpoints within bounds ----------------------------------------------------------------
+def rewritten(source, target, replace=None, add=None, compress=zipfile.ZIP_STORED):
+    """A copy of the checkpoint ``source`` at ``target`` with members replaced or added:
+    {member name: bytes, or a function writing them to a file}."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            content = (replace or {}).get(info.filename)
+            if content is None:
+                new.writestr(info, old.read(info))
+            else:
+                with new.open(zipfile.ZipInfo(info.filename), "w", force_zip64=True) as f:
+                    content(f) if callable(content) else f.write(content)
+        for name, content in (add or {}).items():
+            new.writestr(zipfile.ZipInfo(name), content, compress_type=compress)
+    return str(target)
+
+
+def npy_header(shape, dtype="<f4"):
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False,
+                                               "shape": shape})
+    return buffer.getvalue()
+
+
+def _peak_bytes(function):
+    tracemalloc.start()
+    try:
+        try:
+            function()
+        except CheckpointError as err:
+            return err, tracemalloc.get_traced_memory()[1]
+        pytest.fail("the checkpoint was accepted")
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_member_declaring_a_huge_shape_is_refused_before_its_data(finished_run, dataset,
+                                                                    tmp_path):
+    config, _ = finished_run
+    member = "model/encoder_hidden.weight.npy"
+    path = rewritten(os.path.join(config.out, train.CHECKPOINT), tmp_path / "huge.npz",
+                     replace={member: npy_header((2**40,)) + bytes(1024)})
+    err, peak = _peak_bytes(lambda: train.Trainer(config, dataset).restore(path))
+    assert "'model/encoder_hidden.weight' declares (1099511627776,) float32, this model " \
+           "needs (784, 32) float32" in str(err)
+    assert peak < 16 << 20
+
+
+def test_a_deflated_member_that_inflates_past_its_header_is_refused(finished_run, dataset,
+                                                                   tmp_path):
+    config, _ = finished_run
+    member = "model/encoder_hidden.weight.npy"
+
+    def inflating(f):                      # the right header, then 256 MiB of zeros deflated
+        f.write(npy_header((784, 32)))
+        for _ in range(256):
+            f.write(bytes(1 << 20))
+    source = os.path.join(config.out, train.CHECKPOINT)
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(tmp_path / "bomb.npz", "w",
+                                                         zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            if info.filename == member:
+                with new.open(member, "w", force_zip64=True) as f:
+                    inflating(f)
+            else:
+                new.writestr(info.filename, old.read(info))
+    assert os.path.getsize(tmp_path / "bomb.npz") < 8 << 20
+    err, peak = _peak_bytes(lambda: train.Trainer(config, dataset).restore(
+        str(tmp_path / "bomb.npz")))
+    assert "holds more data than its header declares" in str(err)
+    assert peak < 16 << 20
+
+
+def test_an_unknown_member_is_refused(finished_run, dataset, tmp_path):
+    config, _ = finished_run
+    path = rewritten(os.path.join(config.out, train.CHECKPOINT), tmp_path / "extra.npz",
+                     add={"extra.npy": npy_header((3,)) + bytes(12)})
+    with pytest.raises(CheckpointError, match=r"holds unknown arrays \['extra'\]"):
+        train.Trainer(config, dataset).restore(path)
+
+
+def test_a_pickled_member_is_refused_and_never_run(finished_run, dataset, tmp_path):
+    config, _ = finished_run
+    marker = tmp_path / "ran"
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([_Planted(str(marker))], dtype=object), allow_pickle=True)
+    path = rewritten(os.path.join(config.out, train.CHECKPOINT), tmp_path / "pickled.npz",
+                     replace={"model/encoder_hidden.bias.npy": buffer.getvalue()})
+    with pytest.raises(CheckpointError, match="holds Python objects"):
+        train.Trainer(config, dataset).restore(path)
+    with pytest.raises(CheckpointError, match="holds Python objects"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+class _Planted:
+    """Unpickling this creates a file: the proof that a pickle ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: [1, 2, 3], "the metadata is a JSON list, expected an object"),
+    (lambda m: dict(m, config="x"), "config is a JSON string, expected an object"),
+    (lambda m: dict(m, config=dict(m["config"], epochs="10")), "epochs must be an integer"),
+    (lambda m: dict(m, config=dict(m["config"], lr=None)), "lr must be a number, got None"),
+    (lambda m: dict(m, epoch=-3), "epoch is -3; expected an integer in"),
+    (lambda m: dict(m, epoch=2.7), "epoch is 2.7; expected an integer in"),
+    (lambda m: dict(m, epoch="3"), "epoch is '3'; expected an integer in"),
+    (lambda m: dict(m, epoch=10**30), "epoch is 1000000000000000000000000000000; expected"),
+    (lambda m: dict(m, stream=[1]), "stream is list, expected a JSON object"),
+    (lambda m: dict(m, stream={"seed": "a", "offset": 0}), "its states are unreadable"),
+    (lambda m: dict(m, optimizer=dict(m["optimizer"], step=10**400)),
+     "the optimizer's step is 1" + "0" * 400 + ", out of range"),
+    (lambda m: dict(m, optimizer=dict(m["optimizer"], lr="0.1")), "its states are unreadable"),
+])
+def test_metadata_of_the_wrong_type_or_range_is_refused(finished_run, dataset, tmp_path, change,
+                                                        message):
+    config, _ = finished_run
+    arrays, metadata = checkpoint.load(os.path.join(config.out, train.CHECKPOINT))
+    path = str(tmp_path / "damaged.npz")
+    payload = dict(arrays, **{checkpoint.METADATA_KEY: np.frombuffer(
+        json.dumps(change(metadata)).encode(), dtype=np.uint8)})
+    np.savez(path, **payload)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        train.Trainer(config, dataset).restore(path)

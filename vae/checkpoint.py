@@ -1,19 +1,33 @@
-"""Checkpoints: one ``.npz`` of named arrays with a JSON metadata record, written atomically.
+"""Checkpoints: one ``.npz`` of named arrays with a JSON metadata record, written atomically and
+read within bounds.
 
-Nothing is pickled: arrays are read with ``allow_pickle=False`` and the metadata (config, epoch,
-RNG states) is JSON stored as bytes, so a checkpoint from elsewhere can never run code.  A write
-goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over the old
+Nothing is pickled: the metadata (config, epoch, RNG states) is JSON stored as bytes, and arrays
+of Python objects are refused, so a checkpoint from elsewhere can never run code.  A write goes to
+a temporary file in the same folder, is flushed and fsync'ed, then renamed over the old
 checkpoint: a crash leaves either the old checkpoint or the new one, never half of one.
+
+A read trusts nothing in the file.  The zip archive is read member by member: a member that is
+not expected is refused; each member's ``.npy`` header (shape, dtype) is parsed and checked
+against what the member must fill before any of its data is read; and at most the bytes that
+header declares (plus one, to notice more) are decompressed.  A checkpoint therefore costs at
+most the memory of the model it fills, whatever its members claim or hold.
 """
-import io
 import json
+import math
 import os
-import tempfile
 import zipfile
+import zlib
 
 import numpy as np
+from numpy.lib import format as npy_format
+
+from vae.run_folder import RunFolderError, open_binary, replace_atomically
 
 METADATA_KEY = "__metadata__"
+MAX_METADATA_BYTES = 1 << 20
+MAX_MEMBER_BYTES = 1 << 32   # the most one array may declare when ``expected`` is not given
+MAX_MEMBERS = 4096
+MAX_HEADER_BYTES = 10_000    # numpy's own limit for a .npy header
 
 
 class CheckpointError(ValueError):
@@ -26,56 +40,127 @@ def save(path, arrays, metadata):
         raise ValueError(f"save: {METADATA_KEY!r} is reserved for the metadata")
     payload = dict(arrays)
     payload[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_folder(folder)
-    return path
+    return replace_atomically(path, lambda f: np.savez(f, **payload))
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def read_metadata(path):
+    """The checkpoint's metadata (a dict), read without touching its arrays."""
+    return _read(path, expected=None, metadata_only=True)[1]
 
 
-def _fsync_folder(folder):
-    """Make the rename itself durable (a no-op where folders cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def load(path, expected=None):
+    """Read a checkpoint: (arrays, metadata).
+
+    ``expected`` maps each array name the checkpoint may hold to the (shape, dtype) it must
+    have, or is a function of the metadata (a dict) that checks it and returns that map; any
+    other member is refused.  Without it, any names are read, each at most MAX_MEMBER_BYTES.
+    Corrupt, oversized or foreign files raise CheckpointError.
+    """
+    return _read(path, expected, metadata_only=False)
 
 
-def load(path):
-    """Read a checkpoint: (arrays, metadata).  Corrupt or foreign files raise CheckpointError."""
-    if not os.path.isfile(path):
+def _read(path, expected, metadata_only):
+    if not os.path.lexists(path) or os.path.isdir(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        with open(path, "rb") as f:
-            content = f.read()
-        with np.load(io.BytesIO(content), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
-    if METADATA_KEY not in arrays:
-        raise CheckpointError(f"{path}: has no metadata record; not a minigrad checkpoint")
+        file = open_binary(path)
+    except RunFolderError as err:
+        raise CheckpointError(str(err)) from None
     try:
-        metadata = json.loads(arrays.pop(METADATA_KEY).tobytes().decode("utf-8"))
+        with file, zipfile.ZipFile(file) as archive:
+            members = _members(path, archive)
+            if METADATA_KEY not in members:
+                raise CheckpointError(f"{path}: has no metadata record; not a minigrad checkpoint")
+            metadata = _metadata(path, _read_array(path, archive, members.pop(METADATA_KEY),
+                                                   max_bytes=MAX_METADATA_BYTES))
+            if metadata_only:
+                return {}, metadata
+            if callable(expected):
+                expected = expected(metadata)
+            unknown = sorted(set(members) - set(expected)) if expected is not None else []
+            if unknown:
+                raise CheckpointError(f"{path}: holds unknown arrays {unknown}; a checkpoint of "
+                                      "this model holds only its parameters and optimizer state")
+            arrays = {name: _read_array(path, archive, info, None if expected is None
+                                        else expected[name]) for name, info in members.items()}
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError,
+            NotImplementedError, MemoryError) as err:
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    return arrays, metadata
+
+
+def _members(path, archive):
+    """{array name: ZipInfo}, refusing duplicates and entries that are not .npy arrays."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise CheckpointError(f"{path}: {len(infos)} members; a checkpoint has at most "
+                              f"{MAX_MEMBERS}")
+    members = {}
+    for info in infos:
+        name = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else None
+        if name is None or name in members:
+            what = "is not an .npy array" if name is None else "appears twice"
+            raise CheckpointError(f"{path}: member {info.filename!r} {what}; not a minigrad "
+                                  "checkpoint")
+        members[name] = info
+    return members
+
+
+def _read_array(path, archive, info, expected=None, max_bytes=MAX_MEMBER_BYTES):
+    """One member as an array: its header checked against ``expected`` (shape, dtype), or
+    without it against ``max_bytes``, before at most the declared bytes are read."""
+    name = info.filename[:-len(".npy")]
+    with archive.open(info) as member:
+        version = npy_format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(member, MAX_HEADER_BYTES)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(member, MAX_HEADER_BYTES)
+        else:
+            raise CheckpointError(f"{path}: array {name!r} has .npy format {version}; "
+                                  "expected 1.0 or 2.0")
+        if dtype.hasobject:
+            raise CheckpointError(f"{path}: array {name!r} holds Python objects (dtype "
+                                  f"{dtype}), which only pickle can read; refused")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if expected is not None:
+            want_shape, want_dtype = tuple(expected[0]), np.dtype(expected[1])
+            if tuple(shape) != want_shape or dtype != want_dtype:
+                raise CheckpointError(f"{path}: array {name!r} declares {tuple(shape)} {dtype}, "
+                                      f"this model needs {want_shape} {want_dtype}; the "
+                                      "checkpoint does not fit this model")
+        elif nbytes > max_bytes:
+            raise CheckpointError(f"{path}: array {name!r} declares shape {tuple(shape)}, "
+                                  f"{nbytes} bytes, more than the {max_bytes} it may hold")
+        # read straight into the array's memory, then one byte more: the data must end there
+        array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+        view = memoryview(array.reshape(-1)).cast("B")
+        filled = 0
+        while filled < nbytes:
+            count = member.readinto(view[filled:])
+            if not count:
+                raise CheckpointError(f"{path}: array {name!r} holds only {filled} of the "
+                                      f"{nbytes} bytes its header declares")
+            filled += count
+        if member.read(1):
+            raise CheckpointError(f"{path}: array {name!r} holds more data than its header "
+                                  f"declares ({nbytes} bytes)")
+    return array.T if fortran else array
+
+
+def _metadata(path, raw):
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise CheckpointError(f"{path}: the metadata record is {raw.shape} {raw.dtype}, "
+                              "expected uint8 bytes")
+    try:
+        metadata = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: metadata is not valid JSON ({err})") from None
-    return arrays, metadata
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: the metadata is a JSON {type(metadata).__name__}, "
+                              "expected an object")
+    return metadata
+

@@ -5,10 +5,15 @@ dimensions d, then d big-endian uint32 sizes, then the data in C order.  Files m
 Every failure names the file and what was expected: a missing file, a wrong magic number, sizes
 that disagree with the file's length, a truncated or corrupt gzip stream, image and label counts
 that disagree, and (where the folder has an ``MD5SUMS``) a checksum mismatch.
+
+Reads are bounded by the header: it is read (and decompressed) first, its sizes must declare at
+most MAX_IDX_BYTES, and then at most the declared bytes plus one are read or decompressed, so a
+small gzip file that inflates to gigabytes costs one byte past its declared size, not gigabytes.
 """
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import zlib
 
@@ -23,6 +28,9 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 UINT8_TYPE = 0x08
+# NOTE: 1 GiB of pixels is 1.4 million 28x28 images, 23 times MNIST's training set (and 4 GiB
+# once loaded as float32): more is a corrupt or hostile header, not a data set for this VAE
+MAX_IDX_BYTES = 1 << 30
 
 
 class DataError(ValueError):
@@ -41,20 +49,19 @@ class Dataset:
     source: str
 
 
-def _read_bytes(path):
-    """The file's decompressed bytes (gzip is recognised by its magic, not its name)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{path}: the gzip stream is truncated or corrupt ({err})") from None
-
-
 def parse_idx(content, path="<bytes>"):
     """Decode IDX bytes into a uint8 array, checking the magic and that the sizes fit the length."""
+    shape, header = _parse_header(content, path)
+    expected = header + math.prod(shape)
+    if len(content) != expected:
+        raise DataError(f"{path}: dimensions {shape} need {expected} bytes, the file has "
+                        f"{len(content)}")
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _parse_header(content, path):
+    """(shape, header length) from the first bytes of an IDX file: checks the magic number, that
+    the header is complete, and that the sizes declare at most MAX_IDX_BYTES."""
     if len(content) < 4:
         raise DataError(f"{path}: {len(content)} bytes is too short for an IDX header")
     zero, dtype_code, ndim = int.from_bytes(content[:2], "big"), content[2], content[3]
@@ -66,11 +73,40 @@ def parse_idx(content, path="<bytes>"):
         raise DataError(f"{path}: header declares {ndim} dimensions but the file ends at byte "
                         f"{len(content)}")
     shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64))
-    if len(content) != expected:
-        raise DataError(f"{path}: dimensions {shape} need {expected} bytes, the file has "
-                        f"{len(content)}")
-    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
+    declared = math.prod(shape)  # Python ints: no overflow, however large the sizes
+    if declared > MAX_IDX_BYTES:
+        raise DataError(f"{path}: dimensions {shape} declare {declared} bytes of data, more than "
+                        f"the {MAX_IDX_BYTES} an IDX file here may hold")
+    return shape, header
+
+
+def _read_content(path):
+    """The IDX file's (decompressed) bytes, never more than its header declares plus one: the
+    header is read first, then at most the declared data, so a small file that inflates to
+    gigabytes is refused after reading one byte past its declared size (gzip is recognised by
+    its magic, not its name)."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        stream = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f
+        try:
+            head = stream.read(4)
+            head += stream.read(4 * head[3]) if len(head) == 4 else b""
+            shape, header = _parse_header(head, path)
+            declared = header + math.prod(shape)
+            if not gzipped and os.fstat(f.fileno()).st_size != declared:
+                raise DataError(f"{path}: dimensions {shape} need {declared} bytes, the file "
+                                f"has {os.fstat(f.fileno()).st_size}")
+            content = head + stream.read(declared - len(head) + 1)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise DataError(f"{path}: the gzip stream is truncated or corrupt ({err})") from None
+    if len(content) > declared:
+        raise DataError(f"{path}: holds more data than its header declares (dimensions {shape} "
+                        f"need {declared} bytes)")
+    if len(content) < declared:
+        raise DataError(f"{path}: dimensions {shape} need {declared} bytes, the decompressed "
+                        f"file has {len(content)}")
+    return content
 
 
 def read_idx(path, expected_md5=None, expected_file_md5=None):
@@ -79,16 +115,24 @@ def read_idx(path, expected_md5=None, expected_file_md5=None):
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such file (expected an IDX file, gzipped or not)")
     if expected_file_md5 is not None:
-        with open(path, "rb") as f:
-            _check_md5(path, "the file", f.read(), expected_file_md5)
-    content = _read_bytes(path)
+        _check_md5(path, "the file", _file_md5(path), expected_file_md5)
+    content = _read_content(path)
     if expected_md5 is not None:
-        _check_md5(path, "the decompressed contents", content, expected_md5)
+        _check_md5(path, "the decompressed contents", hashlib.md5(content).hexdigest(),
+                   expected_md5)
     return parse_idx(content, path)
 
 
-def _check_md5(path, what, content, expected):
-    actual = hashlib.md5(content).hexdigest()
+def _file_md5(path, chunk=1 << 20):
+    """MD5 of the file as stored, read a megabyte at a time."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_md5(path, what, actual, expected):
     if actual != expected:
         raise DataError(f"{path}: checksum mismatch: MD5 of {what} is {actual}, "
                         f"MD5SUMS says {expected}")

@@ -110,6 +110,9 @@ def importance_weighted_bound(model, images, samples, seed, batch_size=100, chun
     a time, combined by a running log-sum-exp (shift by the running maximum, so no exp
     overflows or underflows to a useless 0).
     """
+    if samples < 1 or len(images) == 0:
+        raise ValueError(f"importance_weighted_bound: needs K >= 1 samples and at least one "
+                         f"image, got K={samples} and {len(images)} images")
     stream = Stream(seed)
     total = 0.0
     for rows in _batches(len(images), batch_size):

@@ -1,8 +1,12 @@
-"""Figures of a VAE run, each one PNG: loss curves, reconstructions, prior samples, the latent
-space coloured by digit, the decoded 2-D manifold, and an interpolation between two digits.
+"""Figures of a VAE run, each one image file: loss curves, reconstructions, prior samples, the
+latent space coloured by digit, the decoded 2-D manifold, an interpolation between two digits;
+and the figures that study a run as it trains: gradient norms per parameter, frames of the
+decoded 2-D manifold (and an animated GIF of them), and latent traversals of one test image.
 
-Every function takes arrays (or the model) and a path, draws with the Agg backend (no display
-needed), saves the PNG, closes the figure and returns the path.  Images are decoded as
+Every figure function takes arrays (or the model) and a path, saves the image, closes the figure
+and returns the path.  It never chooses matplotlib's backend (a notebook keeps its own; the
+command line chooses Agg) and writes through ``run_folder.replace_atomically``: a link at the
+path is refused, and a crash leaves the old image or the new one.  Images are decoded as
 sigmoid(decode(z)), the Bernoulli means; z of a test image is its posterior mean, not a draw.
 """
 import glob
@@ -10,18 +14,18 @@ import math
 import os
 import statistics
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-import minigrad as mg  # noqa: E402
-from vae import train  # noqa: E402
+import minigrad as mg
+from vae import run_folder
 
 ENCODE_BATCH = 1000  # examples per encoder pass: bounds memory on the full test set
 GAP_SHADE = 0.2      # pixel value of the gaps between tiles: light grey, drawn as ink on paper
+FRAME_INCHES = (6.0, 6.4)  # fixed figure size (no tight bbox): every GIF frame has one size
+FRAME_DPI = 100
 
 
 def _side(model, caller):
@@ -66,11 +70,15 @@ def _tile(images, side, cols, pad=2):
     return canvas
 
 
-def _save(fig, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+def _save(fig, path, **options):
+    """Save ``fig`` as the PNG ``path`` (tight bounding box at 100 dpi unless ``options`` say
+    otherwise), close it and return the path."""
+    options = dict(dict(dpi=100, bbox_inches="tight"), **options)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        run_folder.replace_atomically(path, lambda f: fig.savefig(f, format="png", **options))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -85,7 +93,7 @@ def _show_grid(canvas, title, path, inches_per_pixel=0.05):
 
 
 def loss_curves(metrics, path):
-    """Training loss and test -ELBO per epoch, from the records of ``train.read_metrics``."""
+    """Training loss and test -ELBO per epoch, from the records of ``run_folder.read_metrics``."""
     if not metrics:
         raise ValueError("loss_curves: metrics is empty; the run has no finished epoch")
     epochs = [record["epoch"] for record in metrics]
@@ -229,27 +237,150 @@ def _distinct_pair(labels):
 
 
 def plot_run(folder, trainer):
-    """Every figure of the run in ``folder``: losses, reconstructions, prior samples, latent
-    scatter, interpolation, latent traversals, and for a 2-D latent space the manifold (and the
-    GIF of its per-epoch frames when the run kept them); returns the paths."""
+    """Every figure of the run in ``folder`` (``trainer``: its model, test images and labels, and
+    the checkpoint's epoch): losses, reconstructions, prior samples, latent scatter,
+    interpolation, latent traversals, and for a 2-D latent space the manifold (and the GIF of
+    its per-epoch frames when the run kept them); returns the paths."""
     model, images, labels = trainer.model, trainer.test_images, trainer.test_labels
     a, b = _distinct_pair(labels)
-    metrics = train.read_metrics(folder)
+    metrics = run_folder.read_metrics(folder, through_epoch=trainer.epoch)
+    # the file names are run_folder.FIGURES (--overwrite removes them with the old run)
     paths = [
         loss_curves(metrics, os.path.join(folder, "loss_curves.png")),
         reconstructions(model, images, os.path.join(folder, "reconstructions.png")),
         prior_samples(model, os.path.join(folder, "samples.png")),
         latent_scatter(model, images, labels, os.path.join(folder, "latent.png")),
         interpolation(model, images[a], images[b], os.path.join(folder, "interpolation.png")),
+        latent_traversals(model, images[a], os.path.join(folder, "traversals.png")),
     ]
-    from vae import study_plots  # it draws with this module's helpers: imported here, not above
-    paths.append(study_plots.latent_traversals(model, images[a],
-                                               os.path.join(folder, "traversals.png")))
     if any("grad_norms" in record for record in metrics):  # the run had --log-grads
-        paths.append(study_plots.grad_norms(metrics, os.path.join(folder, "grad_norms.png")))
+        paths.append(grad_norms(metrics, os.path.join(folder, "grad_norms.png")))
     if model.latent_dim == 2:
         paths.append(manifold(model, os.path.join(folder, "manifold.png")))
-    frames = sorted(glob.glob(os.path.join(folder, "frames", "epoch_*.png")))
+    frames = sorted(glob.glob(os.path.join(glob.escape(folder), run_folder.FRAMES, "epoch_*.png")))
     if frames:  # --manifold-frames: the manifold as it was made, epoch by epoch
-        paths.append(study_plots.frames_to_gif(frames, os.path.join(folder, "manifold.gif")))
+        paths.append(frames_to_gif(frames, os.path.join(folder, "manifold.gif")))
     return paths
+
+
+# --- figures that study a run as it trains ----------------------------------------------------
+def grad_norms(metrics, path):
+    """Per-parameter gradient L2 norms per epoch on a log axis, one line per parameter.
+
+    ``metrics`` are the records of ``run_folder.read_metrics``; records with a "grad_norms" dict
+    {parameter name: norm} are drawn, others (epochs trained without the flag) are skipped.
+    """
+    logged = [record for record in metrics if "grad_norms" in record]
+    if not logged:
+        raise ValueError(f"grad_norms: none of the {len(metrics)} metrics records has a "
+                         "'grad_norms' entry; train with gradient logging on")
+    names = list(dict.fromkeys(name for record in logged for name in record["grad_norms"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        points = [(record["epoch"], record["grad_norms"][name]) for record in logged
+                  if name in record["grad_norms"]]
+        epochs, norms = zip(*points)
+        ax.plot(epochs, norms, "o-", markersize=3, label=name)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("gradient L2 norm")
+    ax.set_title("Gradient norm per parameter", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    # NOTE: a VAE has 8 parameters; beside the axes the legend never hides a line
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def manifold_frame(model, path, epoch, grid=15):
+    """One frame of the decoded 2-D manifold, titled with ``epoch``: latents at the normal
+    quantiles of ``grid`` evenly spaced probabilities in [0.05, 0.95] per axis.
+
+    Every frame is saved at one fixed pixel size so that ``frames_to_gif`` can stack them.
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"manifold_frame: needs a model with latent_dim == 2, this one has "
+                         f"latent_dim={model.latent_dim}")
+    if grid < 2:
+        raise ValueError(f"manifold_frame: grid must be at least 2, got {grid}")
+    fig, ax = plt.subplots(figsize=FRAME_INCHES)
+    draw_manifold(ax, model, grid, "manifold_frame")
+    ax.set_title(f"Decoded manifold after epoch {epoch}", fontsize=11)
+    return _save(fig, path, dpi=FRAME_DPI, bbox_inches=None)
+
+
+def frames_to_gif(frame_paths, path, seconds_per_frame=0.5):
+    """An animated GIF of the image files ``frame_paths``, in order, looping forever.
+
+    Frames of different sizes are centred on a white canvas of the largest width and height.
+    """
+    if not frame_paths:
+        raise ValueError("frames_to_gif: frame_paths is empty; need at least one frame")
+    if seconds_per_frame <= 0:
+        raise ValueError(f"frames_to_gif: seconds_per_frame must be > 0, got {seconds_per_frame}")
+    frames = []
+    for frame_path in frame_paths:
+        with run_folder.open_binary(frame_path) as f, Image.open(f) as image:
+            frames.append(image.convert("RGB"))
+    width = max(frame.width for frame in frames)
+    height = max(frame.height for frame in frames)
+    canvases = []
+    for frame in frames:
+        canvas = Image.new("RGB", (width, height), "white")
+        canvas.paste(frame, ((width - frame.width) // 2, (height - frame.height) // 2))
+        canvases.append(canvas)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # NOTE: GIF durations are in milliseconds; loop=0 repeats forever
+    return run_folder.replace_atomically(path, lambda f: canvases[0].save(
+        f, format="GIF", save_all=True, append_images=canvases[1:],
+        duration=round(1000 * seconds_per_frame), loop=0))
+
+
+def traversal_offsets(steps, span):
+    """The ``steps`` offsets -span .. span added to one latent dimension (0 in the middle when
+    ``steps`` is odd)."""
+    if steps < 2:
+        raise ValueError(f"traversal: steps must be at least 2, got {steps}")
+    if span <= 0:
+        raise ValueError(f"traversal: span must be > 0, got {span}")
+    return np.linspace(-span, span, steps)
+
+
+def traversal_images(model, image, steps, span):
+    """(latent_dim, steps, side, side) decodings: row i is the posterior mean of ``image`` with
+    dimension i moved by each of ``traversal_offsets(steps, span)``, the others fixed."""
+    side = _side(model, "traversal_images")
+    image = np.ravel(image).astype(_dtype(model))
+    if image.size != model.input_dim:
+        raise ValueError(f"traversal_images: image has {image.size} pixels, the model's "
+                         f"input_dim is {model.input_dim}")
+    mean = posterior_means(model, image[None, :])[0].astype(np.float64)    # (L,)
+    offsets = traversal_offsets(steps, span)                               # (steps,)
+    latent = model.latent_dim
+    z = np.tile(mean, (latent, steps, 1))                                  # (L, steps, L)
+    z[np.arange(latent), :, np.arange(latent)] += offsets                  # row i moves dim i
+    decoded = decode_means(model, z.reshape(latent * steps, latent))       # (L * steps, D)
+    return decoded.reshape(latent, steps, side, side)
+
+
+def latent_traversals(model, image, path, steps=9, span=3.0):
+    """A grid with one row per latent dimension: the decoded posterior mean of ``image`` with
+    that dimension swept over mean - span .. mean + span (columns), the others fixed."""
+    images = traversal_images(model, image, steps, span)                   # (L, steps, s, s)
+    latent, _, side, _ = images.shape
+    canvas = _tile(images.reshape(latent * steps, side * side), side, cols=steps)
+    step = side + 2                                                        # tile plus gap (pad 2)
+    offsets = traversal_offsets(steps, span)
+    height, width = canvas.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, width * 0.04 + 1.0), max(2.5, height * 0.04 + 0.8)))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    centres = 2 + step * np.arange(max(latent, steps)) + side / 2 - 0.5
+    ax.set_yticks(centres[:latent], [f"z[{i}]" for i in range(latent)], fontsize=6)
+    ax.set_xticks(centres[:steps], [f"{o:+.1f}" for o in offsets], fontsize=6)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("offset from the posterior mean", fontsize=8)
+    ax.set_title(f"Latent traversals: one row per dimension, mean {-span:+.1f} .. {span:+.1f}",
+                 fontsize=9)
+    return _save(fig, path)

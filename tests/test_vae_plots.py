@@ -4,8 +4,8 @@ import pytest
 from PIL import Image
 
 import minigrad as mg
+from vae import plots
 from vae_fixtures import tiny_vae
-from vae import study_plots
 
 
 def _png_size(path):
@@ -24,22 +24,22 @@ def test_grad_norms_draws_the_logged_epochs_and_skips_the_others(tmp_path):
     metrics = [{"epoch": 1, "grad_norms": {"encoder_hidden.weight": 2.0, "decoder_out.bias": 0.1}},
                {"epoch": 2},
                {"epoch": 3, "grad_norms": {"encoder_hidden.weight": 1.5, "decoder_out.bias": 0.05}}]
-    path = study_plots.grad_norms(metrics, str(tmp_path / "grads.png"))
+    path = plots.grad_norms(metrics, str(tmp_path / "grads.png"))
     assert path == str(tmp_path / "grads.png")
     assert min(_png_size(path)) > 100
 
 
 def test_grad_norms_without_any_logged_norms_says_so(tmp_path):
     with pytest.raises(ValueError, match="grad_norms"):
-        study_plots.grad_norms([{"epoch": 1, "train_loss": 3.0}], str(tmp_path / "g.png"))
+        plots.grad_norms([{"epoch": 1, "train_loss": 3.0}], str(tmp_path / "g.png"))
 
 
 def test_manifold_frames_share_one_size_and_become_a_gif(tmp_path):
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=2)
-    frames = [study_plots.manifold_frame(model, str(tmp_path / f"frame_{epoch}.png"), epoch,
+    frames = [plots.manifold_frame(model, str(tmp_path / f"frame_{epoch}.png"), epoch,
                                          grid=4) for epoch in (1, 10, 100)]
     assert len({_png_size(frame) for frame in frames}) == 1
-    gif = study_plots.frames_to_gif(frames, str(tmp_path / "manifold.gif"), seconds_per_frame=0.25)
+    gif = plots.frames_to_gif(frames, str(tmp_path / "manifold.gif"), seconds_per_frame=0.25)
     with Image.open(gif) as image:
         assert image.format == "GIF"
         assert image.n_frames == 3
@@ -52,28 +52,28 @@ def test_frames_of_different_sizes_are_padded_to_the_largest(tmp_path):
     for i, size in enumerate([(30, 20), (40, 10)]):
         paths.append(str(tmp_path / f"f{i}.png"))
         Image.new("RGB", size, "black").save(paths[-1])
-    with Image.open(study_plots.frames_to_gif(paths, str(tmp_path / "a.gif"))) as image:
+    with Image.open(plots.frames_to_gif(paths, str(tmp_path / "a.gif"))) as image:
         assert image.size == (40, 20)
         assert image.n_frames == 2
 
 
 def test_frames_to_gif_needs_frames(tmp_path):
     with pytest.raises(ValueError, match="frame_paths is empty"):
-        study_plots.frames_to_gif([], str(tmp_path / "a.gif"))
+        plots.frames_to_gif([], str(tmp_path / "a.gif"))
 
 
 @pytest.mark.parametrize("latent_dim", [1, 3])
 def test_manifold_frame_refuses_a_latent_dim_other_than_2(tmp_path, latent_dim):
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=latent_dim)
     with pytest.raises(ValueError, match=f"latent_dim={latent_dim}"):
-        study_plots.manifold_frame(model, str(tmp_path / "frame.png"), epoch=1)
+        plots.manifold_frame(model, str(tmp_path / "frame.png"), epoch=1)
     assert not (tmp_path / "frame.png").exists()
 
 
 def test_traversal_images_move_one_dimension_per_row():
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=3)
     image = np.random.default_rng(0).random(16)
-    images = study_plots.traversal_images(model, image, steps=5, span=2.0)
+    images = plots.traversal_images(model, image, steps=5, span=2.0)
     assert images.shape == (3, 5, 4, 4)
     with mg.no_grad():
         mean = model.encode(image[None, :])[0].numpy()[0]                  # (3,)
@@ -90,7 +90,7 @@ def test_traversal_images_move_one_dimension_per_row():
 
 def test_latent_traversals_writes_a_png(tmp_path):
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=3)
-    path = study_plots.latent_traversals(model, np.full(16, 0.5), str(tmp_path / "t.png"),
+    path = plots.latent_traversals(model, np.full(16, 0.5), str(tmp_path / "t.png"),
                                          steps=7, span=3.0)
     assert min(_png_size(path)) > 100
 
@@ -99,10 +99,10 @@ def test_latent_traversals_writes_a_png(tmp_path):
 def test_traversals_refuse_bad_steps_and_span(steps, span, message):
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=3)
     with pytest.raises(ValueError, match=message):
-        study_plots.traversal_images(model, np.zeros(16), steps, span)
+        plots.traversal_images(model, np.zeros(16), steps, span)
 
 
 def test_traversal_images_check_the_image_size():
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=3)
     with pytest.raises(ValueError, match="9 pixels"):
-        study_plots.traversal_images(model, np.zeros(9), 5, 1.0)
+        plots.traversal_images(model, np.zeros(9), 5, 1.0)

@@ -1,8 +1,8 @@
 """The reparameterization trick as an experiment: pathwise against score-function gradients.
 
-    python -m vae.estimators                      # the committed run (a couple of minutes)
-    python -m vae.estimators --quick --out /tmp   # test-sized
-    python -m vae.estimators --runs runs/a runs/b # VAE checkpoints from run folders
+    python benchmarks/estimators.py                      # the committed run (a couple of minutes)
+    python benchmarks/estimators.py --quick --out /tmp   # test-sized
+    python benchmarks/estimators.py --runs runs/a runs/b # VAE checkpoints from run folders
 
 For q = N(mu, e^logvar) per dimension and a reward r(z), three estimators of d/dtheta E_q[r(z)],
 theta = (mu, logvar), each the mean over K samples z_1 .. z_K:
@@ -35,24 +35,26 @@ import sys
 import time
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+# NOTE: run as a script, sys.path[0] is benchmarks/; the packages live one folder up
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 import minigrad as mg  # noqa: E402
 from kernels.families import LOG_2PI  # noqa: E402
 from minigrad.random import Stream  # noqa: E402
 from vae import data  # noqa: E402
 from vae.model import VAE  # noqa: E402
-from vae.train import Config, Trainer  # noqa: E402
+from vae.train import Config, Trainer, load_run  # noqa: E402
 
 ESTIMATORS = ("pathwise", "reinforce", "reinforce_loo")
 PARAMETERS = ("mu", "logvar")
 CHUNK_ROWS = 8192   # Gaussians per minigrad pass: bounds memory (a VAE row decodes 784 logits)
 BIAS_LIMIT = 5.0    # |mean - exact| / standard error above this counts as biased
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "benchmarks", "results")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 # the Gaussian objective: three dimensions with mu != c and three different scales
 GAUSSIAN_MU = (1.0, -0.5, 0.0)
@@ -291,10 +293,9 @@ def trained_checkpoints(epochs, settings, dataset, log=print):
 
 def run_checkpoints(folders, log=print):
     """([(epoch, float64 model, test -ELBO)], test images of the first) from run folders."""
-    from vae.cli import _load_run  # the CLI's loader; imported here, only when folders are given
     checkpoints, images = [], None
     for folder in folders:
-        trainer = _load_run(folder)
+        trainer = load_run(folder)
         neg_elbo = trainer.evaluate()["neg_elbo"]
         log(f"{folder}: epoch {trainer.epoch}, test -ELBO {neg_elbo:.2f}")
         checkpoints.append((trainer.epoch, as_float64(trainer.model), neg_elbo))
@@ -410,7 +411,7 @@ def _ints(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m vae.estimators", description=
+    parser = argparse.ArgumentParser(prog="python benchmarks/estimators.py", description=
                                      "Variance of pathwise and score-function gradient "
                                      "estimators against the number of samples K.")
     add = parser.add_argument
@@ -505,6 +506,7 @@ def experiment(settings, log=print):
 
 
 def main(argv=None):
+    matplotlib.use("Agg")  # a program that draws into files; the import above chose nothing
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
