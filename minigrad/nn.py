@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from minigrad import ops
+from minigrad import ops, saved
 from minigrad.backend import check_device, is_float_dtype, namespace, to_device
 from minigrad.tensor import Tensor, as_tensor
 
@@ -124,7 +124,8 @@ class Module:
         """Copy ``state`` (as from ``state_dict``) into the parameters, in place.
 
         Names, shapes and dtypes must all match; nothing is copied unless everything does.  The
-        parameter arrays are written into, not replaced, so optimizers holding them stay valid.
+        parameter arrays are written into, not replaced, so optimizers holding them stay valid;
+        a live graph that saved one of them refuses a later backward (``minigrad.saved.modify``).
         """
         params = dict(self.named_parameters())
         missing = [name for name in params if name not in state]
@@ -143,6 +144,8 @@ class Module:
                                 f"the state has dtype {value.dtype}")
             values[name] = value
         for name, tensor in params.items():
+            # like an optimizer step: a live graph that saved this parameter may not backward
+            saved.modify(tensor.data, f"{type(self).__name__}.load_state_dict")
             tensor.data[...] = namespace(tensor.data).asarray(values[name])
 
     # --- printing ----------------------------------------------------------------------------

@@ -198,3 +198,13 @@ def test_graphs_in_two_threads_share_a_parameter():
         t.join()
     assert errors == []
     assert w.data.flags.writeable and saved.holders(w.data) == []
+
+
+def test_load_state_dict_writes_parameters_a_live_graph_holds_and_marks_that_graph():
+    layer = mg.nn.Linear(3, 2, rng=np.random.default_rng(0), dtype=np.float64)
+    state = {name: value + 1.0 for name, value in layer.state_dict().items()}
+    loss = layer(Tensor(np.ones((4, 3)), requires_grad=True)).sum()   # gx reads the weight
+    layer.load_state_dict(state)          # refused by NumPy before: the graph holds the weight
+    np.testing.assert_array_equal(layer.weight.data, state["weight"])
+    with pytest.raises(RuntimeError, match=r"modified in place by Linear\.load_state_dict"):
+        loss.backward()
