@@ -4,6 +4,7 @@ is installed), the reparameterized nodes' second order, gradgradcheck, and the i
 thread rules on second-order graphs."""
 import gc
 import threading
+import types
 
 import numpy as np
 import pytest
@@ -276,6 +277,72 @@ def test_against_pytorch_functional():
     ]
     for ours, theirs in checks:
         for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.data, b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+UNARY = [("tanh", lambda L, t: L.tanh(t)), ("sigmoid", lambda L, t: L.sigmoid(t)),
+         ("softplus", lambda L, t: L.softplus(t)), ("square", lambda L, t: t * t),
+         ("exp", lambda L, t: L.exp(t * 0.3)), ("log1p_sq", lambda L, t: L.log(t * t + 1.0))]
+BINARY = [("add", lambda a, b: a + b), ("mul", lambda a, b: a * b),
+          ("div", lambda a, b: a / (b * b + 1.0)), ("scale", lambda a, b: a * b.sum())]
+MINIGRAD = types.SimpleNamespace(tanh=mg.tanh, sigmoid=mg.sigmoid, softplus=mg.softplus,
+                                 exp=mg.exp, log=mg.log, logsumexp=mg.logsumexp)
+
+
+def random_composition(seed, L=MINIGRAD):
+    """f(x, w) -> scalar: a seeded random chain of unary and binary ops, written against the
+    library L (minigrad's ops, or PyTorch's through the same names)."""
+    chooser = np.random.default_rng(seed)
+    steps = [(UNARY[i][1], BINARY[j][1]) for i, j in
+             zip(chooser.integers(len(UNARY), size=3), chooser.integers(len(BINARY), size=3))]
+
+    def f(x, w):
+        h = x
+        for unary, binary in steps:
+            h = binary(unary(L, h), w)
+        return L.logsumexp(h) + (h * h).mean()
+    return f
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hvp_and_jvp_of_random_compositions_against_finite_differences(seed):
+    f = random_composition(seed)
+    x, w = Tensor(rng.normal(size=4)), Tensor(rng.normal(size=4))
+    tx, tw = rng.normal(size=4), rng.normal(size=4)
+
+    def gradient(*xs):
+        leaves = [Tensor(t.data, requires_grad=True) for t in xs]
+        return Tensor(np.concatenate([g.data for g in mg.grad(f(*leaves), leaves)]))
+
+    def differentiable_gradient(*xs):
+        return mg.concatenate(mg.grad(f(*xs), list(xs), create_graph=True))
+
+    _, (hx, hw) = F.hvp(f, (x, w), (tx, tw))
+    hv = np.concatenate([hx.data, hw.data])
+    np.testing.assert_allclose(hv, numeric_jvp(gradient, (x, w), (tx, tw)), rtol=1e-5,
+                               atol=1e-7)
+    _, jv = F.jvp(differentiable_gradient, (x, w), (tx, tw))   # the same H v, another way
+    np.testing.assert_allclose(jv.data, hv, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_compositions_against_pytorch_functional(seed):
+    torch = pytest.importorskip("torch")
+    library = types.SimpleNamespace(tanh=torch.tanh, sigmoid=torch.sigmoid,
+                                    softplus=torch.nn.functional.softplus, exp=torch.exp,
+                                    log=torch.log, logsumexp=lambda h: torch.logsumexp(h, 0))
+    ours, theirs = random_composition(seed), random_composition(seed, library)
+    x, w, tx, tw = (rng.normal(size=4) for _ in range(4))
+    inputs, tangents = (Tensor(x), Tensor(w)), (tx, tw)
+    torch_inputs = (torch.tensor(x), torch.tensor(w))
+    torch_tangents = (torch.tensor(tx), torch.tensor(tw))
+    functional = torch.autograd.functional
+    for mine, reference in [(F.hvp(ours, inputs, tangents)[1],
+                             functional.hvp(theirs, torch_inputs, torch_tangents)[1]),
+                            (F.vjp(ours, inputs)[1], functional.vjp(theirs, torch_inputs)[1]),
+                            ((F.jvp(ours, inputs, tangents)[1],),
+                             (functional.jvp(theirs, torch_inputs, torch_tangents)[1],))]:
+        for a, b in zip(mine, reference):
             np.testing.assert_allclose(a.data, b.numpy(), rtol=1e-10, atol=1e-12)
 
 
