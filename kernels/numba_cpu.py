@@ -14,16 +14,15 @@ lets LLVM vectorise the loop over blocks (16 blocks per vector iteration on the 
 machines). Inputs that are not C-contiguous are copied to C order first; outputs are new
 C-contiguous arrays of the input's shape.
 
-NOTE: the loops are cached on disk (cache=True), and Numba keys each cache entry on its own
-function's file only: after editing numba_shared.py, delete kernels/__pycache__/*.nbi and *.nbc,
-or the loops keep the old arithmetic they inlined.
+The loops are cached on disk (cache=True), stamped with a hash of every file whose functions
+they inline (kernels.numba_jit): an edit to numba_shared.py or numba_libm.py recompiles them.
 """
 import types
 
 import numba
 import numpy as np
 
-from kernels import contract
+from kernels import contract, numba_jit  # noqa: F401  (numba_jit: the cache's stamp, first)
 from kernels.numba_shared import (backward_block, block_lanes, draw_position, forward_block,
                                   philox4x32_10)
 
