@@ -194,3 +194,41 @@ def test_a_call_checks_its_arrays_once(monkeypatch):
     assert checked == ["reparameterize"]
     z.sum().backward()
     assert checked == ["reparameterize", "kernels.backward"]
+
+
+# --- benchmarks/kernel_report.py ------------------------------------------------------------------
+class _Compiled:
+    """What numba-cuda's compiled _Kernel answers, with made-up figures."""
+    regs_per_thread, local_mem_per_thread, shared_mem_per_block = 40, 0, 2048
+
+    def max_cooperative_grid_blocks(self, threads):
+        return 6 * H100_SMS
+
+
+def test_kernel_report_asks_only_kernels_for_their_registers(numba_cuda):
+    # it used to walk every numba-cuda dispatcher of the module, device functions too, and a
+    # device function has no register count (AttributeError before anything was printed)
+    from benchmarks import kernel_report
+    from kernels import numba_cuda_kernels
+    asked = []
+
+    def compile_kernel(kernel, argtypes):
+        if getattr(kernel, "_device", False):
+            raise AttributeError(f"{kernel} is a device function: no registers")
+        asked.append(kernel)
+        return _Compiled()
+    rows = kernel_report.numba_kernels(numba_cuda_kernels.SPECIALISATIONS, compile_kernel, 256,
+                                       H100_SMS, 2048)
+    assert [r["kernel"] for r in rows] == [s[0] for s in numba_cuda_kernels.SPECIALISATIONS]
+    assert all(r["blocks_per_sm"] == 6 and r["occupancy"] == 0.75 for r in rows)
+    assert numba_cuda_kernels._forward_block._device  # the module has device functions
+    assert numba_cuda_kernels._forward_block not in asked
+    kernel_report.print_rows("numba_cuda kernel", rows)
+
+
+def test_kernel_report_without_a_gpu_says_why(capsys):
+    if "cupy" in kernels.available_backends():
+        pytest.skip("checks the report's refusal where CuPy or a GPU is missing")
+    from benchmarks import kernel_report
+    assert kernel_report.main(["--out", "unused"]) == 2
+    assert "kernel_report: the cupy backend needs CuPy" in capsys.readouterr().err
