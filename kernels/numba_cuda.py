@@ -67,10 +67,10 @@ def launch_config(kernel, args, steps):
     return occupancy.grid_blocks(steps, threads, resident_blocks(kernel, args)), threads
 
 
-def _launch(kernel, steps, args, arrays):
+def _launch(kernel, steps, args, arrays, config=None):
     """kernel over `steps` grid-stride steps, on the arrays' stream and device, compiled (on
-    first use) without contraction."""
-    blocks, threads = launch_config(kernel, args, steps)
+    first use) without contraction; `config` (blocks, threads) when the caller sized it."""
+    blocks, threads = config or launch_config(kernel, args, steps)
     with arrays.device(), no_contraction():
         kernel[blocks, threads, arrays.stream()](*args)
 
@@ -168,13 +168,16 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
         args = [arrays.to_device("mu", mu), arrays.to_device("logvar", logvar), arrays.flat(z),
                 arrays.flat(eps), True if kl else None, None, key0, key1, first, s,
                 np.uint64(size), np.int64(num_blocks)]
+        config = None
         if kl:  # one float64 partial sum per thread block, then their sum on the device
-            blocks, _ = launch_config(forward_kernel, args, num_blocks)
-            args[5] = arrays.empty(blocks, np.float64)
-        _launch(forward_kernel, num_blocks, args, arrays)
+            # NOTE: sized for the specialisation that runs: the grid is typed with an array here
+            args[5] = arrays.empty(1, np.float64)
+            config = launch_config(forward_kernel, args, num_blocks)
+            args[5] = arrays.empty(config[0], np.float64)
+        _launch(forward_kernel, num_blocks, args, arrays, config)
         if kl:
             total = arrays.empty((1,), dtype)
-            _launch(sum_kernel, 1, (args[5], np.int64(blocks), total), arrays)
+            _launch(sum_kernel, 1, (args[5], np.int64(config[0]), total), arrays)
             total = total.reshape(())
     elif kl:
         total = arrays.zero(dtype)

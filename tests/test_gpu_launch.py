@@ -98,9 +98,9 @@ def test_every_launch_is_a_compiled_specialisation(numba_cuda, monkeypatch):
     launched = set()
     launch = numba_cuda._launch
 
-    def recording(kernel, steps, args, arrays):
+    def recording(kernel, steps, args, arrays, config=None):
         launched.add((kernel.py_func.__name__, numba_cuda_kernels.launch_signature(args)))
-        return launch(kernel, steps, args, arrays)
+        return launch(kernel, steps, args, arrays, config)
     monkeypatch.setattr(numba_cuda, "_launch", recording)
     for dtype in (np.float32, np.float64):
         _every_pass(numba_cuda, dtype)
@@ -127,6 +127,28 @@ def test_forward_kl_reads_back_only_its_outputs(numba_cuda, monkeypatch):
     assert sorted(copies) == sorted([(2000,), (), (2000,)])
     expected = reference.forward_kl(mu, mu, 5, 2)[1]
     assert kl.shape == () and abs(float(kl) - float(expected)) <= 4 * np.spacing(expected)
+
+
+def test_the_kl_partials_fit_the_grid_of_the_kernel_that_runs(numba_cuda, monkeypatch):
+    # the KL kernel's occupancy, not the plain forward's, sizes its grid and its partial sums:
+    # here the KL specialisation fits 3 resident blocks and the others 7 (a buffer sized for 7
+    # would add 4 uninitialised partials)
+    monkeypatch.setattr(numba_cuda, "resident_blocks",
+                        lambda kernel, args: 3 if kernel is numba_cuda.forward_kernel
+                        and args[5] is not None else 7)
+    blocks = []
+    launch = numba_cuda._launch
+
+    def recording(kernel, steps, args, arrays, config=None):
+        if kernel is numba_cuda.forward_kernel:
+            blocks.append((numba_cuda.launch_config(kernel, args, steps)[0], len(args[5])))
+        return launch(kernel, steps, args, arrays, config)
+    monkeypatch.setattr(numba_cuda, "_launch", recording)
+    mu = np.linspace(-2, 2, 3001)
+    kl = numba_cuda.forward_kl(mu, mu / 3, 5, 2)[1]
+    assert blocks == [(3, 3)]
+    expected = reference.forward_kl(mu, mu / 3, 5, 2)[1]
+    assert abs(float(kl) - float(expected)) <= 8 * np.spacing(expected)
 
 
 class _FakeCupyArray:
