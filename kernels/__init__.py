@@ -11,8 +11,9 @@ and then BackendUnavailableError says what is missing (no GPU, no CuPy, no numba
 
 Adam's update has three implementations, in ADAM_BACKENDS: the array expression of
 minigrad.optim.Adam (any array library; "expression" names it, no module here), one Numba loop for
-NumPy arrays and one CUDA kernel for CuPy arrays; adam_update(param) picks the fused one for the
-parameter's arrays, or None for the expression. Tests and benchmarks take their lists from here.
+NumPy arrays and one CUDA kernel for CuPy arrays; adam_backend_for(param, grad) names the one for
+the parameter's arrays and adam_update(name) gives its function (None for the expression). Tests
+and benchmarks take their lists from here.
 """
 import importlib
 import os
