@@ -26,6 +26,7 @@ whole process, so it is never set for users (docs/kernels.md, "What makes the CP
 vectorise", says what vectorises).
 """
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -39,7 +40,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, save_report, utc_now  # noqa: E402
+from benchmarks.report import RESULTS, gpu_name, save_report, utc_now  # noqa: E402
+import kernels  # noqa: E402
 
 SEED, OFFSET = 1234, 0
 
@@ -187,12 +189,25 @@ class Torch(Method):
         self.backward()
 
 
+def kernel_methods(names, xp, sync, notes):
+    """Kernel methods (regenerating, and with save_noise) of each backend in `names` that imports
+    here; the others go into notes with the reason."""
+    methods = []
+    for name in names:
+        try:
+            module = importlib.import_module(kernels.BACKENDS[name])
+        except ImportError as err:
+            notes[name] = f"unavailable: {err}"
+            continue
+        methods += [Kernel(name, module, xp, sync, False), Kernel(name, module, xp, sync, True)]
+    return methods
+
+
 def cpu_methods(args):
-    """(methods, notes) on the CPU."""
-    from kernels import numba_cpu
+    """(methods, notes) on the CPU: the registry's compiled CPU backends, NumPy, PyTorch."""
     notes = {}
-    methods = [Kernel("numba_cpu", numba_cpu, np, lambda: None, False),
-               Kernel("numba_cpu", numba_cpu, np, lambda: None, True), NumpyUnfused()]
+    names = [b for b in kernels.BACKENDS if b not in kernels.GPU_BACKENDS and b != "reference"]
+    methods = kernel_methods(names, np, lambda: None, notes) + [NumpyUnfused()]
     methods += torch_methods(args, "cpu", notes)
     return methods, notes
 
@@ -213,20 +228,10 @@ def torch_methods(args, device, notes):
 
 
 def gpu_methods(args):
-    """(methods, notes) on the GPU: numba_cuda and cupy on CuPy arrays, torch on cuda."""
+    """(methods, notes) on the GPU: the registry's GPU backends on CuPy arrays, torch on cuda."""
     import cupy
     notes = {}
-    sync = cupy.cuda.Device().synchronize
-    methods = []
-    for name in ("numba_cuda", "cupy_raw"):
-        try:
-            module = __import__(f"kernels.{name}", fromlist=[name])
-        except ImportError as err:
-            notes[name] = f"unavailable: {err}"
-            continue
-        backend = "cupy" if name == "cupy_raw" else name
-        methods += [Kernel(backend, module, cupy, sync, False),
-                    Kernel(backend, module, cupy, sync, True)]
+    methods = kernel_methods(kernels.GPU_BACKENDS, cupy, cupy.cuda.Device().synchronize, notes)
     return methods + torch_methods(args, "cuda", notes), notes
 
 
@@ -320,7 +325,7 @@ def device_info(device):
     else:
         import cupy
         properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        info.update(name=properties["name"].decode(), cupy=cupy.__version__,
+        info.update(name=gpu_name(properties), cupy=cupy.__version__,
                     sm_count=properties["multiProcessorCount"])
     return info
 

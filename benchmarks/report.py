@@ -88,3 +88,10 @@ def publish(report, text, out_dir, stem, log=print):
     log("\n" + text.rstrip("\n"))
     log(f"wrote {shown(paths[0])} and {shown(paths[1])}")
     return paths
+
+
+def gpu_name(properties):
+    """The device name of cupy.cuda.runtime.getDeviceProperties(...): bytes in CuPy 13, str in
+    CuPy 14."""
+    name = properties["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)

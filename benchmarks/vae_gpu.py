@@ -37,7 +37,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, provenance, publish  # noqa: E402
+from benchmarks.report import RESULTS, gpu_name, provenance, publish  # noqa: E402
 from benchmarks.vae_runs import (MinigradRun, interleaved_epochs, mean_and_final,  # noqa: E402
                                  torch_run_class, warm_up)
 from minigrad import backend  # noqa: E402
@@ -214,7 +214,7 @@ def main(argv=None):
     dataset = data.load(args.data)
     cpu_elbo = cpu_reference(args.cpu_report)
     report = provenance(
-        "vae_gpu", device=cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "vae_gpu", device=gpu_name(cupy.cuda.runtime.getDeviceProperties(0)),
         software={"cupy": cupy.__version__, "torch": None if torch is None else torch.__version__},
         frameworks=["minigrad"] + ([] if torch is None else ["torch"]),
         cpu_reference_neg_elbo=cpu_elbo, batches={})

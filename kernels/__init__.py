@@ -5,23 +5,36 @@ backward(grad_z, logvar, seed, offset, backend=None) -> (grad_mu, grad_logvar)
 
 The backend is the `backend` argument, else $MINIGRAD_KERNEL_BACKEND, else the one for the arrays'
 type (ARRAY_BACKENDS: NumPy -> numba_cpu, CuPy -> cupy, other __cuda_array_interface__ arrays ->
-numba_cuda). A new backend is one module and one entry in _BACKENDS; its module is imported on
+numba_cuda). A new backend is one module and one entry in BACKENDS; its module is imported on
 first use only, so a missing numba-cuda or cupy costs nothing until that backend is asked for,
 and then BackendUnavailableError says what is missing (no GPU, no CuPy, no numba-cuda).
+
+Adam's update has three implementations, in ADAM_BACKENDS: the array expression of
+minigrad.optim.Adam (any array library; "expression" names it, no module here), one Numba loop for
+NumPy arrays and one CUDA kernel for CuPy arrays; adam_backend_for(param, grad) names the one for
+the parameter's arrays and adam_update(name) gives its function (None for the expression). Tests
+and benchmarks take their lists from here.
 """
 import importlib
 import os
 
+import numpy as np
+
 from kernels import contract
 
-_BACKENDS = {
+BACKENDS = {
     "reference": "kernels.reference",
     "numba_cpu": "kernels.numba_cpu",
     "numba_cuda": "kernels.numba_cuda",
     "cupy": "kernels.cupy_raw",
 }
+GPU_BACKENDS = ("numba_cuda", "cupy")  # their arrays live on a GPU
 # the backend for arrays of each library (the top-level module of the array's type)
 ARRAY_BACKENDS = {"numpy": "numba_cpu", "cupy": "cupy"}
+# Adam's implementations: name -> the module whose adam_update runs it (None: the expression)
+ADAM_BACKENDS = {"expression": None, "numba": "kernels.adam_cpu", "cupy": "kernels.adam_cupy"}
+# the fused Adam for C-contiguous float32/float64 arrays of each library
+ARRAY_ADAM_BACKENDS = {"numpy": "numba", "cupy": "cupy"}
 DEVICE_ARRAY_BACKEND = "numba_cuda"  # any other array with __cuda_array_interface__
 BACKEND_ENV_VAR = "MINIGRAD_KERNEL_BACKEND"
 
@@ -50,11 +63,11 @@ def _backend_module(name, backend, array):
             backend, source = os.environ[BACKEND_ENV_VAR], f"${BACKEND_ENV_VAR}"
         else:
             backend, source = backend_for(array), f"the type of {type(array).__name__} arrays"
-    if backend not in _BACKENDS:
+    if backend not in BACKENDS:
         raise ValueError(f"{name}: unknown kernel backend {backend!r} (from {source}); "
-                         f"known: {', '.join(sorted(_BACKENDS))}")
+                         f"known: {', '.join(sorted(BACKENDS))}")
     try:
-        return importlib.import_module(_BACKENDS[backend])
+        return importlib.import_module(BACKENDS[backend])
     except ImportError as err:
         missing = f"{err.name} is not installed" if err.name and str(err).startswith("No module") \
             else str(err)
@@ -71,7 +84,7 @@ def check_backend(name, backend, array):
 def available_backends():
     """Names of the backends whose module imports in this environment."""
     names = []
-    for backend, module in _BACKENDS.items():
+    for backend, module in BACKENDS.items():
         try:
             importlib.import_module(module)
         except ImportError:  # e.g. no GPU, cupy or numba-cuda: that backend is unavailable
@@ -80,34 +93,67 @@ def available_backends():
     return names
 
 
+def adam_backend_for(param, grad):
+    """The name of the fused Adam for these arrays (ARRAY_ADAM_BACKENDS), or "expression" where
+    none applies (another library, dtype or memory layout)."""
+    library = type(param).__module__.split(".")[0]
+    fused = ARRAY_ADAM_BACKENDS.get(library)
+    if fused is None or np.dtype(param.dtype) not in contract.FLOAT_DTYPES \
+            or not (param.flags.c_contiguous and grad.flags.c_contiguous):
+        return "expression"
+    return fused
+
+
+def adam_update(name):
+    """The adam_update function of Adam's implementation `name` (None for "expression")."""
+    if name not in ADAM_BACKENDS:
+        raise ValueError(f"adam_update: unknown Adam implementation {name!r}; known: "
+                         f"{', '.join(ADAM_BACKENDS)}")
+    return None if ADAM_BACKENDS[name] is None else \
+        importlib.import_module(ADAM_BACKENDS[name]).adam_update
+
+
+# The contract's four functions check their arguments once, here, then run the backend's pass,
+# which trusts them (kernels.contract.checked_passes); seed and offset are checked where the
+# backend computes the draw's position. run_forward and run_forward_kl are for callers that
+# checked the arrays themselves (minigrad's reparameterized nodes, before advancing a Stream).
+def run_forward(mu, logvar, seed, offset, backend=None, save_noise=False, name="kernels.forward"):
+    """forward on arrays the caller checked (contract.check_reparam_inputs)."""
+    module = _backend_module(name, backend, mu)
+    return module.run_forward(mu, logvar, seed, offset, save_noise, name=name)
+
+
+def run_forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False,
+                   name="kernels.forward_kl"):
+    """forward_kl on arrays the caller checked (contract.check_reparam_inputs)."""
+    module = _backend_module(name, backend, mu)
+    return module.run_forward_kl(mu, logvar, seed, offset, save_noise, name=name)
+
+
 def forward(mu, logvar, seed, offset, backend=None, save_noise=False):
     """z = mu + exp(logvar / 2) * eps with eps from (seed, offset); (z, eps) with save_noise."""
     contract.check_reparam_inputs("kernels.forward", mu, logvar)
-    contract.check_seed_offset("kernels.forward", seed, offset)
-    module = _backend_module("kernels.forward", backend, mu)
-    return module.forward(mu, logvar, seed, offset, save_noise=save_noise)
+    return run_forward(mu, logvar, seed, offset, backend, save_noise)
 
 
 def backward(grad_z, logvar, seed, offset, backend=None, noise=None):
     """(grad_z, grad_z * exp(logvar / 2) * eps / 2), eps regenerated unless ``noise`` is given."""
-    contract.check_backward_inputs("kernels.backward", grad_z, logvar, noise=noise)
-    contract.check_seed_offset("kernels.backward", seed, offset)
-    module = _backend_module("kernels.backward", backend, grad_z)
-    return module.backward(grad_z, logvar, seed, offset, noise=noise)
+    name = "kernels.backward"
+    contract.check_backward_inputs(name, grad_z, logvar, noise=noise)
+    module = _backend_module(name, backend, grad_z)
+    return module.run_backward(grad_z, logvar, seed, offset, noise, name=name)
 
 
 def forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False):
     """(z, kl): the forward fused with the KL divergence to N(0, 1), summed; see contract."""
     contract.check_reparam_inputs("kernels.forward_kl", mu, logvar)
-    contract.check_seed_offset("kernels.forward_kl", seed, offset)
-    module = _backend_module("kernels.forward_kl", backend, mu)
-    return module.forward_kl(mu, logvar, seed, offset, save_noise=save_noise)
+    return run_forward_kl(mu, logvar, seed, offset, backend, save_noise)
 
 
 def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None):
     """The backward plus kl_grad times the KL's gradient, in one pass; see contract."""
-    contract.check_backward_inputs("kernels.backward_kl", grad_z, logvar, mu=mu, noise=noise)
-    contract.check_seed_offset("kernels.backward_kl", seed, offset)
-    kl_grad = contract.check_kl_grad("kernels.backward_kl", "kl_grad", kl_grad, grad_z)
-    module = _backend_module("kernels.backward_kl", backend, grad_z)
-    return module.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=noise)
+    name = "kernels.backward_kl"
+    contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
+    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
+    module = _backend_module(name, backend, grad_z)
+    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)

@@ -11,6 +11,8 @@ array.
 import numba
 import numpy as np
 
+from kernels import numba_jit  # noqa: F401  (the cache's stamp: kernels.numba_jit)
+
 
 # NOTE: serial on purpose.  A parallel loop's worker threads keep spinning after it returns and
 # fight OpenBLAS's spinning threads over the cores during the next step's matrix products:

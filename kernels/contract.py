@@ -31,7 +31,10 @@ passes; with save_noise=True the forward also returns eps and the backward takes
 - NaN and Inf propagate as IEEE arithmetic makes them: no backend checks values.
 
 Checks raise before any backend runs and name the function, the argument, what arrived and what
-was expected. This module knows only arrays: it never imports minigrad.
+was expected, and each call checks once, at its boundary: a backend's run_* functions trust their
+arguments, and its public functions (checked_passes) or kernels' dispatch check them first; seed
+and offset are checked where the draw's position is computed (stream_position). This module knows
+only arrays: it never imports minigrad.
 """
 import math
 
@@ -194,3 +197,37 @@ def check_philox_inputs(name, counters, key):
     if key.shape != (2,):
         raise ValueError(f"{name}: key has shape {key.shape}; expected (2,)")
     return counters, key
+
+
+def checked_passes(backend, run_forward, run_forward_kl, run_backward, run_backward_kl):
+    """(forward, forward_kl, backward, backward_kl) of a backend whose passes are the run_*
+    functions (same arguments, plus name=, trusting them): each checks the arrays and kl_grad
+    under the name "<backend>.<function>", then runs its pass."""
+    def forward(mu, logvar, seed, offset, save_noise=False):
+        name = f"{backend}.forward"
+        check_reparam_inputs(name, mu, logvar)
+        return run_forward(mu, logvar, seed, offset, save_noise, name=name)
+
+    def forward_kl(mu, logvar, seed, offset, save_noise=False):
+        name = f"{backend}.forward_kl"
+        check_reparam_inputs(name, mu, logvar)
+        return run_forward_kl(mu, logvar, seed, offset, save_noise, name=name)
+
+    def backward(grad_z, logvar, seed, offset, noise=None):
+        name = f"{backend}.backward"
+        check_backward_inputs(name, grad_z, logvar, noise=noise)
+        return run_backward(grad_z, logvar, seed, offset, noise, name=name)
+
+    def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
+        name = f"{backend}.backward_kl"
+        check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
+        kl_grad = check_kl_grad(name, "kl_grad", kl_grad, grad_z)
+        return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+
+    forward.__doc__ = "z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise."
+    forward_kl.__doc__ = "(z, kl), or (z, kl, eps) with save_noise; kl a 0-d array."
+    backward.__doc__ = "(grad_mu, grad_logvar); eps regenerated unless noise is given."
+    backward_kl.__doc__ = "The backward plus kl_grad times the KL's gradient, in one pass."
+    for function in (forward, forward_kl, backward, backward_kl):
+        function.__qualname__ = f"{backend}.{function.__name__}"
+    return forward, forward_kl, backward, backward_kl

@@ -1,4 +1,4 @@
-"""The cupy backend: kernels/reparam.cu compiled by NVRTC through cupy.RawModule.
+"""The cupy backend: kernels/reparam.cu compiled by NVRTC (kernels.cuda_c), run by cupy.RawModule.
 
     forward(mu, logvar, seed, offset, save_noise=False)
     backward(grad_z, logvar, seed, offset, noise=None)
@@ -9,95 +9,99 @@
 the API of kernels.reference (see kernels/contract.py) on CuPy arrays: inputs are cupy.ndarray on
 the current GPU and so are the outputs (kl is a 0-d cupy array). NumPy inputs raise TypeError
 rather than being copied to the GPU and back behind the caller's back. Non-contiguous inputs are
-copied to C order first.
+copied to C order first. Every launch runs on the arrays' device and CuPy's current stream, with
+64-bit element indices.
+
+The module is built by kernels.cuda_c with its own NVRTC options (subnormals kept, no contraction
+the source does not write; CuPy's own compile would append -ftz=true) for the device's
+architecture, cached on disk as a cubin and loaded with cupy.RawModule(path=...).
 
 Importing this module without CuPy, or without a GPU CuPy can see, raises ImportError saying
 which. The arithmetic lives in kernels/reparam_math.cuh, which CI checks on the CPU
 (tests/test_cuda_c.py); only the launches here need a GPU.
 """
 import functools
-from pathlib import Path
 
 import numpy as np
 
-from kernels import contract
+from kernels import contract, cuda_c, occupancy
 from kernels.gpu import require_cupy
 
 cupy = require_cupy("the cupy backend needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU")
 
-SOURCE = Path(__file__).with_name("reparam.cu")
-HEADER = Path(__file__).with_name("reparam_math.cuh")
-OPTIONS = ("-std=c++17",)
-# NOTE: 256 threads a block: a multiple of the 32-thread warp, and few enough that at least 5 blocks
-# fit an SM with the 48 registers the kernels' __launch_bounds__(256, 5) allow (62.5% occupancy or
-# more on sm_80 / sm_90); it is also MG_THREADS in reparam.cu, the KL reduction's shared array size.
-THREADS = 256
+# NOTE: 256 threads a block (cuda_c.THREADS): a multiple of the 32-thread warp, and few enough
+# that at least 5 blocks fit an SM with the 48 registers the kernels' __launch_bounds__(256, 5)
+# allow (62.5% occupancy or more on sm_80 / sm_90); it is also MG_THREADS in reparam.cu.
+THREADS = cuda_c.THREADS
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def kernel_names():
     """Every __global__ function of reparam.cu, in the order of the kernel report."""
-    passes = ("forward", "forward_save_noise", "forward_kl", "forward_kl_save_noise", "backward",
-              "backward_from_noise", "backward_kl", "backward_kl_from_noise")
-    return [f"reparam_{p}_{s}" for s in ("f32", "f64") for p in passes] + ["philox4x32_rows"]
+    return list(cuda_c.KERNEL_NAMES["reparam"])
 
 
 @functools.lru_cache(maxsize=None)
-def module():
-    """The RawModule of reparam.cu with its header inlined (compiled on first use, then cached).
-
-    NOTE: inlined rather than found through -I: CuPy's compile cache is keyed by the source text,
-    so an edit to the header alone must change that text.
-    """
-    include = '#include "reparam_math.cuh"'
-    source = SOURCE.read_text()
-    if include not in source:
-        raise RuntimeError(f"cupy_raw: {SOURCE} no longer has the line {include!r} to inline")
-    return cupy.RawModule(code=source.replace(include, HEADER.read_text()), options=OPTIONS)
+def module(name, device_id):
+    """The RawModule of kernels.cuda_c's module `name` for device `device_id`, built for its
+    architecture on first use (then cached in memory and, as a cubin, on disk)."""
+    device = cupy.cuda.Device(device_id)
+    path = cuda_c.cubin_path(name, f"sm_{device.compute_capability}", cuda_c.CupyNvrtc())
+    with device:
+        return cupy.RawModule(path=str(path))
 
 
-def kernel(name):
-    """The RawKernel `name` of reparam.cu."""
-    return module().get_function(name)
+def kernel(name, module_name="reparam"):
+    """The RawKernel `name` of a kernels.cuda_c module, for the current device."""
+    return module(module_name, cupy.cuda.Device().id).get_function(name)
 
 
 @functools.lru_cache(maxsize=None)
-def resident_blocks(name, device_id):
+def resident_blocks(name, device_id, module_name="reparam"):
     """Blocks of THREADS threads of kernel `name` that all SMs of the device hold at once."""
-    per_sm = cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
-        kernel(name).kernel.ptr, THREADS, 0)
-    return per_sm * cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
+    with cupy.cuda.Device(device_id) as device:
+        per_sm = cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(
+            kernel(name, module_name).kernel.ptr, THREADS, 0)
+        return per_sm * device.attributes["MultiProcessorCount"]
 
 
-def launch_config(name, steps):
-    """(blocks, THREADS) for kernel `name`'s grid-stride loop over `steps` steps.
-
-    One step per thread while that takes no more blocks than the SMs hold at once (SM count times
-    the occupancy API's blocks per SM); past that the resident blocks loop, since a second wave of
-    blocks would only repeat their setup.
-    """
-    return min(-(-steps // THREADS), resident_blocks(name, cupy.cuda.Device().id)), THREADS
+def launch_config(name, steps, module_name="reparam"):
+    """(blocks, THREADS) for kernel `name`'s grid-stride loop over `steps` steps on the current
+    device (kernels.occupancy.grid_blocks: one step per thread, at most the resident blocks)."""
+    resident = resident_blocks(name, cupy.cuda.Device().id, module_name)
+    return occupancy.grid_blocks(steps, THREADS, resident), THREADS
 
 
-def _launch(name, steps, args):
-    """Run kernel `name` over `steps` grid-stride steps; nothing to launch for zero steps."""
+def launch(name, steps, args, device, module_name="reparam"):
+    """Run kernel `name` over `steps` grid-stride steps on `device` (the arrays') and CuPy's
+    current stream; nothing to launch for zero steps."""
     if steps > 0:
-        blocks, threads = launch_config(name, steps)
-        kernel(name)((blocks,), (threads,), args)
+        with device:
+            blocks, threads = launch_config(name, steps, module_name)
+            kernel(name, module_name)((blocks,), (threads,), args)
 
 
 def _on_gpu(name, **arrays):
-    """The arrays as C-contiguous cupy arrays; TypeError naming any that is not a cupy array."""
-    out = []
+    """(arrays as C-contiguous cupy arrays, their device); TypeError naming any that is not a
+    cupy array, ValueError naming two that live on different GPUs."""
+    out, device = [], None
     for what, array in arrays.items():
+        if array is None:
+            out.append(None)
+            continue
         if not isinstance(array, cupy.ndarray):
             where = "a NumPy array in host memory" if isinstance(array, np.ndarray) else \
                 type(array).__name__
             raise TypeError(f"{name}: {what} is {where}; the cupy backend takes cupy.ndarray on "
                             f"the GPU (cupy.asarray({what}) copies it there)")
+        if device is None:
+            device, first = array.device, what
+        elif array.device != device:
+            raise ValueError(f"{name}: {first} is on GPU {device.id}, {what} on GPU "
+                             f"{array.device.id}; they must share one")
         # NOTE: not cupy.ascontiguousarray, which turns a 0-d array into shape (1,)
         out.append(array if array.flags.c_contiguous else array.copy(order="C"))
-    return out
+    return out, device
 
 
 def _stream(name, size, seed, offset):
@@ -111,85 +115,74 @@ def _steps(size, offset):
     return 0 if size == 0 else (int(offset) % 4 + size + 3) // 4
 
 
-def forward(mu, logvar, seed, offset, save_noise=False):
-    """z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise."""
-    contract.check_reparam_inputs("cupy_raw.forward", mu, logvar)
-    mu, logvar = _on_gpu("cupy_raw.forward", mu=mu, logvar=logvar)
-    stream = _stream("cupy_raw.forward", mu.size, seed, offset)
-    z = cupy.empty_like(mu)
-    suffix = _SUFFIX[mu.dtype]
-    if save_noise:
-        eps = cupy.empty_like(mu)
-        _launch(f"reparam_forward_save_noise_{suffix}", _steps(mu.size, offset),
-                (mu, logvar, z, eps, *stream))
-        return z, eps
-    _launch(f"reparam_forward_{suffix}", _steps(mu.size, offset), (mu, logvar, z, *stream))
-    return z
+# the contract: run_* trust their arrays' shapes and dtypes (checked by kernels' dispatch, or by
+# the checked functions below)
+def _forward(name, mu, logvar, seed, offset, save_noise, kl):
+    """(z, kl or None, eps or None) by the forward kernels of the dtype."""
+    (mu, logvar), device = _on_gpu(name, mu=mu, logvar=logvar)
+    stream = _stream(name, mu.size, seed, offset)
+    with device:
+        z = cupy.empty_like(mu)
+        eps = cupy.empty_like(mu) if save_noise else None
+        total = cupy.zeros((), dtype=cupy.float64) if kl else None
+    kernel_name = f"reparam_forward{'_kl' if kl else ''}{'_save_noise' if save_noise else ''}"
+    outputs = tuple(a for a in (z, eps, total) if a is not None)
+    launch(f"{kernel_name}_{_SUFFIX[mu.dtype]}", _steps(mu.size, offset),
+           (mu, logvar, *outputs, *stream), device)
+    with device:  # the float64 sum rounded once, as the reference
+        return z, None if total is None else total.astype(mu.dtype), eps
 
 
-def forward_kl(mu, logvar, seed, offset, save_noise=False):
-    """(z, kl), or (z, kl, eps) with save_noise; kl summed in float64, a 0-d array of mu's dtype."""
-    contract.check_reparam_inputs("cupy_raw.forward_kl", mu, logvar)
-    mu, logvar = _on_gpu("cupy_raw.forward_kl", mu=mu, logvar=logvar)
-    stream = _stream("cupy_raw.forward_kl", mu.size, seed, offset)
-    z, total = cupy.empty_like(mu), cupy.zeros((), dtype=cupy.float64)
-    suffix = _SUFFIX[mu.dtype]
-    eps = cupy.empty_like(mu) if save_noise else None
-    if save_noise:
-        _launch(f"reparam_forward_kl_save_noise_{suffix}", _steps(mu.size, offset),
-                (mu, logvar, z, eps, total, *stream))
-    else:
-        _launch(f"reparam_forward_kl_{suffix}", _steps(mu.size, offset),
-                (mu, logvar, z, total, *stream))
-    kl = total.astype(mu.dtype)  # the float64 sum rounded once, as the reference
+def run_forward(mu, logvar, seed, offset, save_noise=False, name="cupy_raw.forward"):
+    z, _, eps = _forward(name, mu, logvar, seed, offset, save_noise, False)
+    return (z, eps) if save_noise else z
+
+
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="cupy_raw.forward_kl"):
+    z, kl, eps = _forward(name, mu, logvar, seed, offset, save_noise, True)
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward(grad_z, logvar, seed, offset, noise=None):
-    """(grad_z, grad_z * exp(logvar / 2) * eps / 2), eps regenerated unless noise is given."""
-    name = "cupy_raw.backward"
-    contract.check_backward_inputs(name, grad_z, logvar, noise=noise)
-    grad_z, logvar = _on_gpu(name, grad_z=grad_z, logvar=logvar)
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
+    """(grad_mu, grad_logvar) by the backward kernels; mu and kl_grad None without the KL."""
+    (grad_z, mu, logvar, noise), device = _on_gpu(name, grad_z=grad_z, mu=mu, logvar=logvar,
+                                                  noise=noise)
     stream = _stream(name, grad_z.size, seed, offset)
-    grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
-    suffix = _SUFFIX[grad_z.dtype]
-    if noise is not None:
-        (noise,) = _on_gpu(name, noise=noise)
-        _launch(f"reparam_backward_from_noise_{suffix}", _steps(grad_z.size, 0),
-                (grad_z, logvar, noise, grad_mu, grad_logvar, stream[0]))
-    else:
-        _launch(f"reparam_backward_{suffix}", _steps(grad_z.size, offset),
-                (grad_z, logvar, grad_mu, grad_logvar, *stream))
+    with device:
+        grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
+    kl = kl_grad is not None
+    kernel_name = f"reparam_backward{'_kl' if kl else ''}" \
+                  f"{'_from_noise' if noise is not None else ''}_{_SUFFIX[grad_z.dtype]}"
+    inputs = tuple(a for a in (grad_z, mu, logvar, noise) if a is not None)
+    # as the reference: kl_grad rounded to the dtype; a saved noise needs only n of the stream
+    weight = (grad_z.dtype.type(kl_grad),) if kl else ()
+    position = stream[:1] if noise is not None else stream
+    launch(kernel_name, _steps(grad_z.size, 0 if noise is not None else offset),
+           (*inputs, grad_mu, grad_logvar, *weight, *position), device)
     return grad_mu, grad_logvar
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
-    """(grad_z + kl_grad mu, grad_z sigma eps / 2 + kl_grad expm1(logvar) / 2)."""
-    name = "cupy_raw.backward_kl"
-    contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
-    grad_z, mu, logvar = _on_gpu(name, grad_z=grad_z, mu=mu, logvar=logvar)
-    stream = _stream(name, grad_z.size, seed, offset)
-    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
-    grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
-    weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype
-    suffix = _SUFFIX[grad_z.dtype]
-    if noise is not None:
-        (noise,) = _on_gpu(name, noise=noise)
-        _launch(f"reparam_backward_kl_from_noise_{suffix}", _steps(grad_z.size, 0),
-                (grad_z, mu, logvar, noise, grad_mu, grad_logvar, weight, stream[0]))
-    else:
-        _launch(f"reparam_backward_kl_{suffix}", _steps(grad_z.size, offset),
-                (grad_z, mu, logvar, grad_mu, grad_logvar, weight, *stream))
-    return grad_mu, grad_logvar
+def run_backward(grad_z, logvar, seed, offset, noise=None, name="cupy_raw.backward"):
+    return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
+
+
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+                    name="cupy_raw.backward_kl"):
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
+
+
+forward, forward_kl, backward, backward_kl = contract.checked_passes(
+    "cupy_raw", run_forward, run_forward_kl, run_backward, run_backward_kl)
 
 
 def philox4x32(counters, key):
     """Philox4x32-10 of each counter row under one key: (n, 4) uint32 cupy array, (2,) uint32
     key (NumPy or CuPy; it is read on the host) -> (n, 4) uint32 cupy array."""
-    (counters,) = _on_gpu("cupy_raw.philox4x32", counters=counters)
+    (counters,), device = _on_gpu("cupy_raw.philox4x32", counters=counters)
     counters, key = contract.check_philox_inputs("cupy_raw.philox4x32", counters,
                                                  cupy.asnumpy(key))
-    out = cupy.empty_like(counters)
+    with device:
+        out = cupy.empty_like(counters)
     rows = counters.shape[0]
-    _launch("philox4x32_rows", rows, (counters, out, np.int64(rows), key[0], key[1]))
+    launch("philox4x32_rows", rows, (counters, out, np.int64(rows), key[0], key[1]), device)
     return out

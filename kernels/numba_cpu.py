@@ -14,16 +14,15 @@ lets LLVM vectorise the loop over blocks (16 blocks per vector iteration on the 
 machines). Inputs that are not C-contiguous are copied to C order first; outputs are new
 C-contiguous arrays of the input's shape.
 
-NOTE: the loops are cached on disk (cache=True), and Numba keys each cache entry on its own
-function's file only: after editing numba_shared.py, delete kernels/__pycache__/*.nbi and *.nbc,
-or the loops keep the old arithmetic they inlined.
+The loops are cached on disk (cache=True), stamped with a hash of every file whose functions
+they inline (kernels.numba_jit): an edit to numba_shared.py or numba_libm.py recompiles them.
 """
 import types
 
 import numba
 import numpy as np
 
-from kernels import contract
+from kernels import contract, numba_jit  # noqa: F401  (numba_jit: the cache's stamp, first)
 from kernels.numba_shared import (backward_block, block_lanes, draw_position, forward_block,
                                   philox4x32_10)
 
@@ -156,7 +155,6 @@ def _flat(x):
 def _forward(name, mu, logvar, seed, offset, save_noise, kl):
     """(z, kl sum, eps or None) by _forward_loop; kl is None (skip the KL) or True."""
     mu, logvar = np.asarray(mu), np.asarray(logvar)
-    contract.check_reparam_inputs(name, mu, logvar)
     key0, key1, first, s = draw_position(name, mu.size, seed, offset)
     z = np.empty(mu.shape, mu.dtype)
     eps = np.empty(mu.shape, mu.dtype) if save_noise else None
@@ -174,7 +172,6 @@ def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
     grad_z, logvar = np.asarray(grad_z), np.asarray(logvar)
     mu = None if mu is None else np.asarray(mu)
     noise = None if noise is None else np.asarray(noise)
-    contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
     key0, key1, first, s = draw_position(name, grad_z.size, seed, offset)
     grad_mu = np.empty(grad_z.shape, grad_z.dtype)
     grad_logvar = np.empty(grad_z.shape, grad_z.dtype)
@@ -188,30 +185,29 @@ def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
     return grad_mu, grad_logvar
 
 
-def forward(mu, logvar, seed, offset, save_noise=False):
-    """z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise. See kernels.contract."""
-    z, _, eps = _forward(f"{NAME}.forward", mu, logvar, seed, offset, save_noise, None)
+# the contract: run_* trust their arguments (checked by kernels' dispatch, or below)
+def run_forward(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward"):
+    z, _, eps = _forward(name, mu, logvar, seed, offset, save_noise, None)
     return (z, eps) if save_noise else z
 
 
-def forward_kl(mu, logvar, seed, offset, save_noise=False):
-    """(z, kl), or (z, kl, eps) with save_noise; kl a 0-d array, summed in float64."""
-    z, total, eps = _forward(f"{NAME}.forward_kl", mu, logvar, seed, offset, save_noise, True)
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward_kl"):
+    z, total, eps = _forward(name, mu, logvar, seed, offset, save_noise, True)
     kl = np.asarray(total, dtype=z.dtype)
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward(grad_z, logvar, seed, offset, noise=None):
-    """(grad_mu, grad_logvar); eps regenerated from (seed, offset) unless noise is given."""
-    return _backward(f"{NAME}.backward", grad_z, None, logvar, seed, offset, None, noise)
+def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backward"):
+    return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
-    """The backward plus kl_grad times the KL's gradient, in one pass."""
-    name = f"{NAME}.backward_kl"
-    # checked here: _backward reads kl_grad None as the plain backward's "no KL"
-    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+                    name=f"{NAME}.backward_kl"):
     return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
+
+
+forward, forward_kl, backward, backward_kl = contract.checked_passes(
+    NAME, run_forward, run_forward_kl, run_backward, run_backward_kl)
 
 
 def philox4x32(counters, key):

@@ -7,9 +7,10 @@
 
 eps = noise(mu.shape, mu.dtype, seed, offset): normals offset .. offset+size-1 of the Philox
 stream in C order, rounded once to the input dtype; all other arithmetic happens in that dtype,
-in the order written above. Inputs of any strides are read as NumPy reads them. Inputs are not
-checked here (the functions of the ``kernels`` package run kernels.contract first), except
-kl_grad, which every backend checks: rounding None to the dtype would give NaN, not an error.
+in the order written above. Inputs of any strides are read as NumPy reads them. The run_*
+functions trust their arrays (kernels' dispatch checks them); forward, backward, forward_kl and
+backward_kl check first (kernels.contract.checked_passes), kl_grad included: rounding None to the
+dtype would give NaN, not an error.
 """
 import math
 
@@ -25,50 +26,56 @@ def noise(shape, dtype, seed, offset):
     return normal(math.prod(shape), seed, offset, dtype).reshape(shape)
 
 
-def forward(mu, logvar, seed, offset, save_noise=False):
+def run_forward(mu, logvar, seed, offset, save_noise=False, name="reference.forward"):
     """z = mu + exp(logvar / 2) * eps, with eps = noise(mu.shape, mu.dtype, seed, offset)."""
     mu, logvar = np.asarray(mu), np.asarray(logvar)
+    contract.stream_position(name, mu.size, seed, offset)  # seed and offset, named as called
     eps = noise(mu.shape, mu.dtype, seed, offset)
     # np.asarray: ufuncs turn 0-d results into scalars, and the contract promises arrays
     z = np.asarray(mu + np.exp(logvar / 2) * eps)
     return (z, eps) if save_noise else z
 
 
-def backward(grad_z, logvar, seed, offset, noise=None):
+def run_backward(grad_z, logvar, seed, offset, noise=None, name="reference.backward"):
     """(grad_mu, grad_logvar) = (grad_z, grad_z * exp(logvar / 2) * eps / 2).
 
     eps is ``noise`` when the forward saved it, else regenerated: the forward's eps, bit for bit.
     """
     grad_z, logvar = np.asarray(grad_z), np.asarray(logvar)
-    eps = noise_or_regenerated(noise, grad_z, seed, offset)
+    eps = noise_or_regenerated(name, noise, grad_z, seed, offset)
     grad_logvar = np.asarray(grad_z * np.exp(logvar / 2) * eps / 2)
     # a copy: callers may accumulate into grad_mu in place, which must not touch grad_z
     return grad_z.copy(), grad_logvar
 
 
-def forward_kl(mu, logvar, seed, offset, save_noise=False):
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="reference.forward_kl"):
     """(z, kl): the forward, and the KL divergence to N(0, 1) summed over every element."""
     mu, logvar = np.asarray(mu), np.asarray(logvar)
-    z, eps = forward(mu, logvar, seed, offset, save_noise=True)
+    z, eps = run_forward(mu, logvar, seed, offset, save_noise=True, name=name)
     terms = (np.expm1(logvar) - logvar + mu * mu) / 2
     kl = np.asarray(terms.sum(dtype=np.float64), dtype=mu.dtype)
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
-    """The backward plus the KL's gradient scaled by ``kl_grad``:
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+                    name="reference.backward_kl"):
+    """The backward plus the KL's gradient scaled by ``kl_grad`` (a checked float):
     grad_mu = grad_z + kl_grad * mu, grad_logvar += kl_grad * expm1(logvar) / 2."""
     grad_z, mu, logvar = np.asarray(grad_z), np.asarray(mu), np.asarray(logvar)
-    kl_grad = contract.check_kl_grad("reference.backward_kl", "kl_grad", kl_grad, grad_z)
-    eps = noise_or_regenerated(noise, grad_z, seed, offset)
+    eps = noise_or_regenerated(name, noise, grad_z, seed, offset)
     weight = grad_z.dtype.type(kl_grad)
     grad_mu = np.asarray(grad_z + weight * mu)
     grad_logvar = np.asarray(grad_z * np.exp(logvar / 2) * eps / 2 + weight * np.expm1(logvar) / 2)
     return grad_mu, grad_logvar
 
 
-def noise_or_regenerated(saved, like, seed, offset):
+forward, forward_kl, backward, backward_kl = contract.checked_passes(
+    "reference", run_forward, run_forward_kl, run_backward, run_backward_kl)
+
+
+def noise_or_regenerated(name, saved, like, seed, offset):
     """The saved eps if there is one, else eps regenerated from (seed, offset)."""
     if saved is not None:
         return np.asarray(saved)
+    contract.stream_position(name, like.size, seed, offset)
     return noise(like.shape, like.dtype, seed, offset)

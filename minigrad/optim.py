@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from kernels.adam_cpu import adam_update
+import kernels
 from minigrad import saved
 from minigrad.backend import check_same_device, device_of, namespace, to_device
 from minigrad.tensor import Tensor
@@ -261,7 +261,8 @@ class Adam(Optimizer):
 
     ``fused`` (default) runs the update of NumPy parameters (or their float32 copies) as one Numba
     loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise, and of
-    CuPy parameters as one elementwise kernel (``kernels.adam_cupy``; equal up to FMA rounding).
+    CuPy parameters as one CUDA kernel (``kernels.adam_cupy``, the same bits); the implementation
+    is chosen by ``kernels.adam_backend_for`` from ``kernels.ADAM_BACKENDS``.
     """
 
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
@@ -321,18 +322,15 @@ class Adam(Optimizer):
         step_size = self.lr / (1 - self.beta1 ** t)
         bias_correction2_sqrt = (1 - self.beta2 ** t) ** 0.5
         flush = self.flush_denormals_every and self.step_count % self.flush_denormals_every == 0
-        if self.fused and p.dtype in _FUSED_DTYPES:
+        fused = kernels.adam_backend_for(p, g) if self.fused else "expression"
+        if fused != "expression":  # one loop or kernel (kernels.ADAM_BACKENDS), imported on use
             dtype = p.dtype.type
             scalars = (dtype(1 - self.beta1), dtype(self.beta2), dtype(1 - self.beta2),
                        dtype(step_size), dtype(bias_correction2_sqrt), dtype(self.eps),
                        dtype(self.weight_decay), np.finfo(p.dtype).tiny if flush else dtype(0))
-            if xp is np and p.flags.c_contiguous and g.flags.c_contiguous:
-                adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), *scalars)
-                return
-            if xp is not np:  # CuPy: one elementwise kernel (imported on a GPU's first step)
-                from kernels.adam_cupy import adam_update as adam_update_cupy
-                adam_update_cupy(p, g, m, v, *scalars)
-                return
+            kernels.adam_update(fused)(p.reshape(-1), g.reshape(-1), m.reshape(-1),
+                                       v.reshape(-1), *scalars)
+            return
         count = 2 if self.weight_decay else 1
         scratch = self._scratch_arrays(i, p, first_scratch + count)[first_scratch:]
         s = scratch[0]
@@ -360,9 +358,6 @@ class Adam(Optimizer):
                 xp.abs(moment, out=s)
                 # NOTE: copyto, not moment[mask] = 0, whose CuPy form may synchronise
                 xp.copyto(moment, 0, where=s < tiny)
-
-
-_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what the Numba loop compiles for
 
 
 def _scalar(value):

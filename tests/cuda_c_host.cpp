@@ -9,6 +9,7 @@
 // in any order).
 #include <vector>
 
+#include "adam_math.cuh"
 #include "reparam_math.cuh"
 
 namespace {
@@ -126,5 +127,19 @@ void mg_host_backward_##SUFFIX(const T* grad_z, const T* mu, const T* logvar, co
 
 MG_HOST_PASSES(float, f32)
 MG_HOST_PASSES(double, f64)
+
+// Adam's update of n elements in place, as adam.cu's kernel (one element per step).
+#define MG_HOST_ADAM(T, SUFFIX)                                                                    \
+void mg_host_adam_##SUFFIX(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, long long n,        \
+                           T one_minus_beta1, T beta2, T one_minus_beta2, T step_size,             \
+                           T bias_correction2_sqrt, T eps, T weight_decay, T flush_below) {        \
+    for (long long i = 0; i < n; ++i)                                                              \
+        mg_adam_element(param, grad, exp_avg, exp_avg_sq, i, one_minus_beta1, beta2,               \
+                        one_minus_beta2, step_size, bias_correction2_sqrt, eps, weight_decay,      \
+                        flush_below);                                                              \
+}
+
+MG_HOST_ADAM(float, f32)
+MG_HOST_ADAM(double, f64)
 
 }  // extern "C"

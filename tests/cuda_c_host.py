@@ -30,7 +30,8 @@ import numpy as np
 from kernels import contract
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = (ROOT / "kernels" / "reparam_math.cuh", Path(__file__).resolve().with_suffix(".cpp"))
+SOURCES = (ROOT / "kernels" / "reparam_math.cuh", ROOT / "kernels" / "adam_math.cuh",
+           Path(__file__).resolve().with_suffix(".cpp"))
 # NOTE: -ffp-contract=off: no a * b + c fused into an FMA the reference does not do (the device
 # code gets the same from the _rn intrinsics).
 GXX_FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-fPIC", "-shared")
@@ -45,9 +46,9 @@ def _compile_command(output):
     """The first available compiler's command building the library into output, else None."""
     include = ("-I", str(ROOT / "kernels"))
     if shutil.which("g++"):
-        return ["g++", *GXX_FLAGS, *include, str(SOURCES[1]), "-o", str(output)]
+        return ["g++", *GXX_FLAGS, *include, str(SOURCES[-1]), "-o", str(output)]
     if shutil.which("nvcc"):
-        return ["nvcc", *NVCC_FLAGS, *include, str(SOURCES[1]), "-o", str(output)]
+        return ["nvcc", *NVCC_FLAGS, *include, str(SOURCES[-1]), "-o", str(output)]
     return None
 
 
@@ -91,6 +92,7 @@ for _suffix, _scalar in (("f32", ctypes.c_float), ("f64", ctypes.c_double)):
     getattr(_lib, f"mg_host_forward_kl_{_suffix}").restype = ctypes.c_double
     getattr(_lib, f"mg_host_backward_{_suffix}").argtypes = (_P, _P, _P, _P, _P, _P, _scalar,
                                                              *_STREAM, *_GRID)
+    getattr(_lib, f"mg_host_adam_{_suffix}").argtypes = (_P, _P, _P, _P, _I64, *[_scalar] * 8)
 
 
 def _entry(name, dtype):
@@ -115,34 +117,32 @@ def _arrays(*arrays):
     return [a if a is None or a.flags.c_contiguous else a.copy(order="C") for a in arrays]
 
 
-def forward_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID):
+def forward_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID,
+                   name="cuda_c_host.forward"):
     """forward, emulating a launch of grid = (blocks, threads per block)."""
-    contract.check_reparam_inputs("cuda_c_host.forward", mu, logvar)
     mu, logvar = _arrays(mu, logvar)
     z, eps = np.empty_like(mu), np.empty_like(mu) if save_noise else None
     _entry("mg_host_forward", mu.dtype)(
         _pointer(mu), _pointer(logvar), _pointer(z), _pointer(eps),
-        *_stream("cuda_c_host.forward", mu.size, seed, offset), *grid)
+        *_stream(name, mu.size, seed, offset), *grid)
     return (z, eps) if save_noise else z
 
 
-def forward_kl_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID):
+def forward_kl_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID,
+                      name="cuda_c_host.forward_kl"):
     """forward_kl, emulating a launch of grid = (blocks, threads per block)."""
-    contract.check_reparam_inputs("cuda_c_host.forward_kl", mu, logvar)
     mu, logvar = _arrays(mu, logvar)
     z, eps = np.empty_like(mu), np.empty_like(mu) if save_noise else None
     total = _entry("mg_host_forward_kl", mu.dtype)(
         _pointer(mu), _pointer(logvar), _pointer(z), _pointer(eps),
-        *_stream("cuda_c_host.forward_kl", mu.size, seed, offset), *grid)
+        *_stream(name, mu.size, seed, offset), *grid)
     kl = np.asarray(total, dtype=mu.dtype)  # float64 accumulator, rounded once to the dtype
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, grid=HOST_GRID):
-    """backward_kl (backward where mu is None), emulating a launch of grid."""
-    name = "cuda_c_host.backward" if mu is None else "cuda_c_host.backward_kl"
-    contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
-    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
+def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, grid=HOST_GRID,
+                       name="cuda_c_host.backward_kl"):
+    """backward_kl (backward where mu is None), emulating a launch of grid; kl_grad checked."""
     grad_z, mu, logvar, noise = _arrays(grad_z, mu, logvar, noise)
     grad_mu, grad_logvar = np.empty_like(grad_z), np.empty_like(grad_z)
     weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype
@@ -153,24 +153,33 @@ def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, gr
     return grad_mu, grad_logvar
 
 
-def forward(mu, logvar, seed, offset, save_noise=False):
-    """z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise."""
-    return forward_launch(mu, logvar, seed, offset, save_noise)
+# the contract (kernels.contract.checked_passes checks, then these run)
+def run_forward(mu, logvar, seed, offset, save_noise=False, name="cuda_c_host.forward"):
+    return forward_launch(mu, logvar, seed, offset, save_noise, name=name)
 
 
-def backward(grad_z, logvar, seed, offset, noise=None):
-    """(grad_z, grad_z * exp(logvar / 2) * eps / 2), eps regenerated unless noise is given."""
-    return backward_kl_launch(grad_z, None, logvar, seed, offset, 0.0, noise)
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="cuda_c_host.forward_kl"):
+    return forward_kl_launch(mu, logvar, seed, offset, save_noise, name=name)
 
 
-def forward_kl(mu, logvar, seed, offset, save_noise=False):
-    """(z, kl), or (z, kl, eps) with save_noise; kl summed in float64."""
-    return forward_kl_launch(mu, logvar, seed, offset, save_noise)
+def run_backward(grad_z, logvar, seed, offset, noise=None, name="cuda_c_host.backward"):
+    return backward_kl_launch(grad_z, None, logvar, seed, offset, 0.0, noise, name=name)
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
-    """(grad_z + kl_grad mu, grad_z sigma eps / 2 + kl_grad expm1(logvar) / 2)."""
-    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise)
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+                    name="cuda_c_host.backward_kl"):
+    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+
+
+forward, forward_kl, backward, backward_kl = contract.checked_passes(
+    "cuda_c_host", run_forward, run_forward_kl, run_backward, run_backward_kl)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, *scalars):
+    """kernels/adam_math.cuh's Adam step over flat C-contiguous arrays, in place: the arguments of
+    kernels.adam_cpu.adam_update (scalars already rounded to the dtype)."""
+    _entry("mg_host_adam", param.dtype)(_pointer(param), _pointer(grad), _pointer(exp_avg),
+                                        _pointer(exp_avg_sq), param.size, *scalars)
 
 
 def philox4x32(counters, key, grid=HOST_GRID):

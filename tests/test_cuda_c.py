@@ -4,19 +4,16 @@
    for bit, floats within the ulp bounds below, the grid-stride loop under several launch shapes,
    and the edge cases (empty and one-element draws, ragged first and last blocks, a block counter
    that carries into its second word, NaN and Inf).
-2. reparam.cu compiled for sm_90 by nvcc with ptxas -v: registers, stack and spills per kernel
-   go to benchmarks/results/ptxas_sm90.txt, and any spill fails.
+2. kernels/adam_math.cuh built for the CPU against kernels.adam_cpu, bit for bit (the same
+   arithmetic, no contraction, subnormals kept), and float32 subnormal inputs through every pass.
 3. On a machine with a GPU and CuPy, kernels.cupy_raw against the host build (skipped elsewhere).
+The GPU compile of the same sources (NVRTC, ptxas) is tests/test_gpu_compile.py's.
 
 Ulps: |actual - expected| over the spacing of the dtype at |expected|. Where a result is a sum
 whose terms may cancel (z = mu + sigma eps), the spacing is taken at the sum of the terms'
 magnitudes instead, since an ulp of a term's rounding is then many ulps of the result.
 """
 import csv
-import math
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,6 @@ from kernels import philox, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 KAT_PATH = Path(__file__).parent / "data" / "philox4x32_10_kat.csv"
-PTXAS_REPORT = ROOT / "benchmarks" / "results" / "ptxas_sm90.txt"
 DTYPES = [np.float32, np.float64]
 MASK32 = 0xFFFFFFFF
 
@@ -361,80 +357,30 @@ def test_mismatched_inputs_raise_before_the_library_runs(host):
         host.forward(np.zeros(3), np.zeros(3), 0, 2**66 - 2)
 
 
-# --- reparam.cu for sm_90: registers and spills ---------------------------------------------------
-KERNELS = [f"reparam_{name}_{suffix}" for suffix in ("f32", "f64")
-           for name in ("forward", "forward_save_noise", "forward_kl", "forward_kl_save_noise",
-                        "backward", "backward_from_noise", "backward_kl", "backward_kl_from_noise")]
-KERNELS.append("philox4x32_rows")
-SM90 = {"registers": 65536, "threads": 2048, "blocks": 32, "shared": 228 * 1024}  # per SM
-THREADS = 256  # kernels.cupy_raw.THREADS
-
-
-def parse_ptxas(text):
-    """{function: {stack, spill_stores, spill_loads, registers, smem}} from ptxas -v output (every
-    function ptxas lists; non-entry functions have no register line)."""
-    functions = {}
-    properties = re.compile(r"Function properties for (\S+)\n\s*(\d+) bytes stack frame, "
-                            r"(\d+) bytes spill stores, (\d+) bytes spill loads")
-    for match in properties.finditer(text):
-        functions[match[1]] = {"stack": int(match[2]), "spill_stores": int(match[3]),
-                               "spill_loads": int(match[4])}
-        used = re.match(r"\nptxas info\s*: Used (\d+) registers(.*)", text[match.end():])
-        if used:
-            smem = re.search(r"(\d+) bytes smem", used[2])
-            functions[match[1]].update(registers=int(used[1]), smem=int(smem[1]) if smem else 0)
-    return functions
-
-
-def resident_blocks(registers, smem):
-    """Blocks of THREADS threads one sm_90 SM holds at once (registers allocated per warp in units
-    of 256, i.e. per thread rounded up to 8; 1 KB of shared memory reserved per block)."""
-    per_block = math.ceil(registers / 8) * 8 * THREADS
-    return min(SM90["registers"] // per_block, SM90["threads"] // THREADS, SM90["blocks"],
-               SM90["shared"] // (smem + 1024))
-
-
-def test_reparam_cu_compiles_for_sm90_without_spills(tmp_path):
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not on PATH: compiling kernels/reparam.cu for sm_90 needs the "
-                    "CUDA toolkit")
-    command = [nvcc, "-arch=sm_90", "-std=c++17", "-Xptxas", "-v", "-cubin",
-               "-o", str(tmp_path / "reparam.cubin"), "-I", str(ROOT / "kernels"),
-               str(ROOT / "kernels" / "reparam.cu")]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr}"
-    output = result.stdout + result.stderr  # ptxas -v reports on stderr
-    functions = parse_ptxas(output)
-    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
-    lines = ["# ptxas report for kernels/reparam.cu, sm_90, written by tests/test_cuda_c.py",
-             # no timestamp: the kept artifact changes only when the kernels or nvcc do
-             f"# {version.strip().splitlines()[-1]}",
-             # nvcc by name, files relative to the repository: no path of this machine
-             "# command: nvcc " + " ".join(command[1:]).replace(f"{ROOT}/", "").replace(
-                 str(tmp_path), "TMP"),
-             f"# occupancy: theoretical, {THREADS}-thread blocks on an sm_90 SM (65536 registers, "
-             "2048 threads, 228 KB shared)",
-             f"{'kernel':36s} {'registers':>9s} {'stack':>5s} {'spill st':>8s} {'spill ld':>8s} "
-             f"{'smem':>5s} {'blocks/SM':>9s} {'occupancy':>9s}"]
-    for name in KERNELS:
-        f = functions.get(name)
-        if f is None or "registers" not in f:
-            continue
-        blocks = resident_blocks(f["registers"], f["smem"])
-        lines.append(f"{name:36s} {f['registers']:9d} {f['stack']:5d} {f['spill_stores']:8d} "
-                     f"{f['spill_loads']:8d} {f['smem']:5d} {blocks:9d} "
-                     f"{blocks * THREADS / SM90['threads']:9.1%}")
-    PTXAS_REPORT.parent.mkdir(parents=True, exist_ok=True)
-    # the raw output without its timings, so the artifact changes only with the kernels
-    raw = "".join(line for line in output.splitlines(keepends=True) if "Compile time" not in line)
-    PTXAS_REPORT.write_text("\n".join(lines) + "\n\n# raw ptxas output\n" + raw)
-
-    missing = [name for name in KERNELS if "registers" not in functions.get(name, {})]
-    assert not missing, f"ptxas reported no registers for {missing}; see {PTXAS_REPORT}"
-    spilling = {name: (f["spill_stores"], f["spill_loads"]) for name, f in functions.items()
-                if f["spill_stores"] or f["spill_loads"]}
-    assert not spilling, f"spills (stores, loads) in bytes: {spilling}; see {PTXAS_REPORT}"
+# --- Adam: kernels/adam_math.cuh is kernels.adam_cpu, bit for bit ------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay, flush", [(0.0, True), (0.01, False)])
+def test_adam_math_gives_the_numba_loops_bits(host, dtype, weight_decay, flush):
+    from kernels.adam_cpu import adam_update
+    rng = np.random.default_rng(22)
+    tiny = np.finfo(dtype).tiny
+    param, grad = (rng.standard_normal(4099).astype(dtype) for _ in range(2))
+    exp_avg = (rng.standard_normal(4099) * 1e-3).astype(dtype)
+    exp_avg_sq = np.abs(rng.standard_normal(4099) * 1e-6).astype(dtype)
+    grad[:64] *= tiny  # subnormal gradients, moments about to underflow, NaN and Inf
+    exp_avg[64:128] *= tiny
+    grad[200:203] = [np.nan, np.inf, -np.inf]
+    t = 7
+    scalars = [dtype(s) for s in (1 - 0.9, 0.999, 1 - 0.999, 1e-3 / (1 - 0.9**t),
+                                  (1 - 0.999**t) ** 0.5, 1e-8, weight_decay,
+                                  tiny if flush else 0.0)]
+    cpu = [a.copy() for a in (param, grad, exp_avg, exp_avg_sq)]
+    adam_update(*cpu, *scalars)
+    cuda_c = [a.copy() for a in (param, grad, exp_avg, exp_avg_sq)]
+    host.adam_update(*cuda_c, *scalars)
+    for name, got, want in zip(("param", "grad", "exp_avg", "exp_avg_sq"), cuda_c, cpu):
+        assert got.tobytes() == want.tobytes(), f"{name}: first difference at " \
+            f"{np.flatnonzero(got.view(np.uint8) != want.view(np.uint8))[0] // got.itemsize}"
 
 
 # --- on a GPU: the cupy backend against the host build --------------------------------------------

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+import kernels
 import minigrad as mg
 from minigrad import backend, nn
 from minigrad.gradcheck.cases import CASES
@@ -165,6 +166,25 @@ def test_a_vae_step_moves_nothing_to_the_host(cupy):
         loss.backward()
         optimizer.step()
     _without_host_sync(cupy, step)
+
+
+@pytest.mark.parametrize("kernel_backend", kernels.GPU_BACKENDS)
+def test_the_kernel_backends_move_nothing_to_the_host(cupy, kernel_backend):
+    # every pass on CuPy arrays, inside a stream capture on a non-blocking stream: numba_cuda
+    # launches on CuPy's current stream, keeps the KL on the device and imports by DLPack
+    if kernel_backend == "numba_cuda" and os.environ.get("MINIGRAD_REAL_GPU") != "1":
+        pytest.skip("numba_cuda on CuPy arrays needs the real GPU (MINIGRAD_REAL_GPU=1)")
+    rng = np.random.default_rng(0)
+    mu, logvar, grad_z = (cupy.asarray(rng.standard_normal(4099).astype(np.float32))
+                          for _ in range(3))
+
+    def passes():
+        z, kl, eps = kernels.forward_kl(mu, logvar, 1, 3, backend=kernel_backend,
+                                        save_noise=True)
+        kernels.backward_kl(grad_z, mu, logvar, 1, 3, 0.25, backend=kernel_backend)
+        kernels.backward(grad_z, logvar, 1, 3, backend=kernel_backend, noise=eps)
+        assert isinstance(kl, cupy.ndarray) and kl.shape == ()
+    _without_host_sync(cupy, passes)
 
 
 def test_to_cuda_and_back_carries_the_gradient(cupy):

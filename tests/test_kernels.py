@@ -24,10 +24,10 @@ import pytest
 import kernels
 from kernels import philox, reference
 
-BACKENDS = ["reference", "numba_cpu", "numba_cuda", "cupy", "cuda_c_host"]
-MODULES = {"reference": "kernels.reference", "numba_cpu": "kernels.numba_cpu",
-           "numba_cuda": "kernels.numba_cuda", "cupy": "kernels.cupy_raw",
-           "cuda_c_host": "cuda_c_host"}  # tests/cuda_c_host.py: pytest puts tests/ on sys.path
+# the dispatch registry's backends, and the CUDA C built for the host (tests/cuda_c_host.py:
+# pytest puts tests/ on sys.path)
+MODULES = {**kernels.BACKENDS, "cuda_c_host": "cuda_c_host"}
+BACKENDS = list(MODULES)
 DTYPES = [np.float32, np.float64]
 KAT_PATH = Path(__file__).parent / "data" / "philox4x32_10_kat.csv"
 with KAT_PATH.open() as f:
@@ -128,9 +128,11 @@ def inputs(shape, dtype, seed=0, logvar_scale=3.0):
     return mu, logvar, rng.standard_normal(shape).astype(dtype)
 
 
-def check_all_passes(backend, shape, dtype, seed, offset, logvar_scale=3.0, kl_grad=0.37):
-    """forward, forward_kl, backward and backward_kl against the reference at one draw."""
-    mu, logvar, grad_z = inputs(shape, dtype, seed % 1000, logvar_scale)
+def check_all_passes(backend, shape, dtype, seed, offset, logvar_scale=3.0, kl_grad=0.37,
+                     arrays=None):
+    """forward, forward_kl, backward and backward_kl against the reference at one draw (of
+    inputs(...), or of `arrays` = (mu, logvar, grad_z))."""
+    mu, logvar, grad_z = arrays or inputs(shape, dtype, seed % 1000, logvar_scale)
     eps_ref = reference.noise(shape, dtype, seed, offset)
     z_ref = reference.forward(mu, logvar, seed, offset)
     sigma_eps = np.abs(np.exp(logvar / 2) * eps_ref)
@@ -229,6 +231,19 @@ def test_nan_and_inf_in_logvar_propagate_as_in_the_reference(backend, dtype):
             actual, expected = (actual,), (expected,)
         for a, e in zip(actual, expected):
             ulps(a, e)  # NaN and Inf at the same places, with the same signs
+
+
+def test_float32_subnormals_are_kept_as_in_the_reference(backend):
+    # the GPU builds keep subnormals (kernels.cuda_c: --ftz=false; numba-cuda: no fastmath);
+    # flushed, these z and gradients would be 0, hundreds of thousands of ulps from the reference
+    tiny = np.finfo(np.float32).smallest_subnormal
+    rng = np.random.default_rng(14)
+    mu = (rng.integers(-2**20, 2**20, 64) * tiny).astype(np.float32)  # subnormal or 0
+    logvar = rng.uniform(-205.0, -180.0, 64).astype(np.float32)  # sigma e^-45 .. e^-51
+    grad_z = (rng.integers(-2**22, 2**22, 64) * tiny).astype(np.float32)
+    with np.errstate(under="ignore"):
+        check_all_passes(backend, (64,), np.float32, seed=77, offset=3, logvar_scale=None,
+                         arrays=(mu, logvar, grad_z), kl_grad=tiny * 2**10)
 
 
 # ---------------------------------------------------------------------------------------------

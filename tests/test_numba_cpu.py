@@ -1,4 +1,4 @@
-"""numba_shared's float32 polynomials on chosen inputs, against exact values and the reference.
+"""numba_libm's float32 polynomials on chosen inputs, against exact values and the reference.
 
 tests/test_kernels.py meets them only through the stream, whose words are random; here the words
 and arguments are picked where such code breaks: u next to 0 and 1, the quadrant boundaries of
@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import numba_cpu, numba_shared
+from kernels import numba_cpu, numba_libm, numba_shared
 from kernels.philox import box_muller
 
 if np.finfo(np.longdouble).nmant < 63:
@@ -40,7 +40,7 @@ def _normals_f32(words):
 def _exp_expm1_f32(x):
     exp, expm1 = np.empty_like(x), np.empty_like(x)
     for i in range(x.size):
-        exp[i], expm1[i] = numba_shared.exp_f32(x[i]), numba_shared.expm1_f32(x[i])
+        exp[i], expm1[i] = numba_libm.exp_f32(x[i]), numba_libm.expm1_f32(x[i])
     return exp, expm1
 
 
@@ -66,7 +66,7 @@ def exact_normals(words):
 def edge_words():
     """Words next to 0, 2^32, the quarter turns, and the log's switch at u = sqrt(1/2)."""
     near = np.arange(-64, 64)
-    centres = [2**30, 2**31, 3 * 2**30, int(numba_shared.WORD_SQRT_HALF)]
+    centres = [2**30, 2**31, 3 * 2**30, int(numba_libm.WORD_SQRT_HALF)]
     words = np.concatenate([np.arange(0, 128), 2**32 - 1 - np.arange(128)]
                            + [c + near for c in centres]).astype(np.uint32)
     # every edge word in both roles: radius (lanes 0, 2) and angle (lanes 1, 3)

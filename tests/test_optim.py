@@ -408,3 +408,21 @@ def test_adam_float16_state_is_float32_in_the_state_dict_too():
     with pytest.raises(TypeError, match="state.0.exp_avg has dtype float16, parameter 0 has "
                                         "dtype float16, whose state is float32"):
         resumed.load_state_dict(state)
+
+
+def test_adam_picks_its_implementation_from_the_kernels_registry(monkeypatch):
+    import kernels
+    assert list(kernels.ADAM_BACKENDS) == ["expression", "numba", "cupy"]
+    f32 = np.zeros((3, 4), np.float32)
+    assert kernels.adam_backend_for(f32, f32) == "numba"
+    assert kernels.adam_backend_for(f32.T, f32.T) == "expression"  # not C-contiguous
+    assert kernels.adam_backend_for(f32.astype(np.float16), f32) == "expression"
+    with pytest.raises(ValueError, match="unknown Adam implementation 'sgd'"):
+        kernels.adam_update("sgd")
+    used, adam_update = [], kernels.adam_update
+    monkeypatch.setattr(kernels, "adam_update", lambda name: used.append(name) or adam_update(name))
+    p = mg.Tensor(np.ones((3, 4), np.float32), requires_grad=True)
+    p.grad = np.full((3, 4), 0.5, np.float32)
+    optim.Adam([p]).step()
+    optim.Adam([p], fused=False).step()
+    assert used == ["numba"]  # and the unfused step ran the array expression

@@ -43,8 +43,9 @@ def reparameterize(mu, logvar, *, seed=None, offset=None, stream=None, save_nois
     check_reparam_inputs("reparameterize", mu.data, logvar.data)
     kernels.check_backend("reparameterize", backend, mu.data)
     seed, offset = _position("reparameterize", mu.size, seed, offset, stream)
-    out = kernels.forward(mu.data, logvar.data, seed, offset, backend=backend,
-                          save_noise=save_noise)
+    # the arrays are checked above, once: run_forward does not check them again
+    out = kernels.run_forward(mu.data, logvar.data, seed, offset, backend=backend,
+                              save_noise=save_noise, name="reparameterize")
     z, eps = out if save_noise else (out, None)
 
     def vjp(g):
@@ -84,8 +85,8 @@ def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=N
     kl_weight = check_kl_grad("reparameterize_kl", "kl_weight", kl_weight, mu.data)
     kernels.check_backend("reparameterize_kl", backend, mu.data)
     seed, offset = _position("reparameterize_kl", mu.size, seed, offset, stream)
-    out = kernels.forward_kl(mu.data, logvar.data, seed, offset, backend=backend,
-                             save_noise=save_noise)
+    out = kernels.run_forward_kl(mu.data, logvar.data, seed, offset, backend=backend,
+                                 save_noise=save_noise, name="reparameterize_kl")
     z, kl, eps = out if save_noise else (*out, None)
 
     def vjp(g):
