@@ -15,8 +15,10 @@ NumPy arrays and one CUDA kernel for CuPy arrays; adam_backend_for(param, grad) 
 the parameter's arrays and adam_update(name) gives its function (None for the expression). Tests
 and benchmarks take their lists from here.
 """
+import functools
 import importlib
 import os
+import sys
 
 import numpy as np
 
@@ -45,7 +47,7 @@ class BackendUnavailableError(RuntimeError):
 
 def backend_for(array):
     """The backend that dispatch picks for `array` when neither argument nor environment says."""
-    library = type(array).__module__.split(".")[0]
+    library = _library(type(array))
     if library in ARRAY_BACKENDS:
         return ARRAY_BACKENDS[library]
     if hasattr(array, "__cuda_array_interface__"):
@@ -56,22 +58,28 @@ def backend_for(array):
 def _backend_module(name, backend, array):
     """The module of the chosen backend; unknown names raise, listing the known ones, and
     unavailable ones raise BackendUnavailableError with the reason."""
-    source = "backend"
-    if backend is None:
+    chosen = backend
+    if chosen is None:
         # the environment overrides the array type, never an explicit argument
-        if os.environ.get(BACKEND_ENV_VAR):
-            backend, source = os.environ[BACKEND_ENV_VAR], f"${BACKEND_ENV_VAR}"
-        else:
-            backend, source = backend_for(array), f"the type of {type(array).__name__} arrays"
-    if backend not in BACKENDS:
-        raise ValueError(f"{name}: unknown kernel backend {backend!r} (from {source}); "
+        chosen = os.environ.get(BACKEND_ENV_VAR) or backend_for(array)
+    module = sys.modules.get(BACKENDS.get(chosen, ""))  # NOTE: the common case, one lookup
+    if module is not None:
+        return module
+    if backend is not None:
+        source = "backend"
+    elif os.environ.get(BACKEND_ENV_VAR):
+        source = f"${BACKEND_ENV_VAR}"
+    else:
+        source = f"the type of {type(array).__name__} arrays"
+    if chosen not in BACKENDS:
+        raise ValueError(f"{name}: unknown kernel backend {chosen!r} (from {source}); "
                          f"known: {', '.join(sorted(BACKENDS))}")
     try:
-        return importlib.import_module(BACKENDS[backend])
+        return importlib.import_module(BACKENDS[chosen])
     except ImportError as err:
         missing = f"{err.name} is not installed" if err.name and str(err).startswith("No module") \
             else str(err)
-        raise BackendUnavailableError(f"{name}: kernel backend {backend!r} (from {source}) is "
+        raise BackendUnavailableError(f"{name}: kernel backend {chosen!r} (from {source}) is "
                                       f"unavailable: {missing}") from err
 
 
@@ -96,14 +104,21 @@ def available_backends():
 def adam_backend_for(param, grad):
     """The name of the fused Adam for these arrays (ARRAY_ADAM_BACKENDS), or "expression" where
     none applies (another library, dtype or memory layout)."""
-    library = type(param).__module__.split(".")[0]
+    library = _library(type(param))
     fused = ARRAY_ADAM_BACKENDS.get(library)
-    if fused is None or np.dtype(param.dtype) not in contract.FLOAT_DTYPES \
+    if fused is None or param.dtype not in contract.FLOAT_DTYPES \
             or not (param.flags.c_contiguous and grad.flags.c_contiguous):
         return "expression"
     return fused
 
 
+@functools.cache
+def _library(array_type):
+    """The top-level module of an array type ("numpy", "cupy", ...)."""
+    return array_type.__module__.split(".")[0]
+
+
+@functools.cache  # NOTE: an optimizer asks once per parameter and step
 def adam_update(name):
     """The adam_update function of Adam's implementation `name` (None for "expression")."""
     if name not in ADAM_BACKENDS:
@@ -115,8 +130,10 @@ def adam_update(name):
 
 # The contract's four functions check their arguments once, here, then run the backend's pass,
 # which trusts them (kernels.contract.checked_passes); seed and offset are checked where the
-# backend computes the draw's position. run_forward and run_forward_kl are for callers that
-# checked the arrays themselves (minigrad's reparameterized nodes, before advancing a Stream).
+# backend computes the draw's position. The run_* functions are for callers that checked the
+# arrays themselves: minigrad's reparameterized nodes, before advancing a Stream, and their VJPs,
+# whose gradient has the output's shape and dtype by construction and whose kl_weight was checked
+# when the node was made.
 def run_forward(mu, logvar, seed, offset, backend=None, save_noise=False, name="kernels.forward"):
     """forward on arrays the caller checked (contract.check_reparam_inputs)."""
     module = _backend_module(name, backend, mu)
@@ -130,6 +147,21 @@ def run_forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False,
     return module.run_forward_kl(mu, logvar, seed, offset, save_noise, name=name)
 
 
+def run_backward(grad_z, logvar, seed, offset, backend=None, noise=None,
+                 name="kernels.backward"):
+    """backward on arrays the caller checked (contract.check_backward_inputs)."""
+    module = _backend_module(name, backend, grad_z)
+    return module.run_backward(grad_z, logvar, seed, offset, noise, name=name)
+
+
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None,
+                    name="kernels.backward_kl"):
+    """backward_kl on arrays and a kl_grad the caller checked (contract.check_backward_inputs,
+    contract.check_kl_grad)."""
+    module = _backend_module(name, backend, grad_z)
+    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+
+
 def forward(mu, logvar, seed, offset, backend=None, save_noise=False):
     """z = mu + exp(logvar / 2) * eps with eps from (seed, offset); (z, eps) with save_noise."""
     contract.check_reparam_inputs("kernels.forward", mu, logvar)
@@ -138,10 +170,8 @@ def forward(mu, logvar, seed, offset, backend=None, save_noise=False):
 
 def backward(grad_z, logvar, seed, offset, backend=None, noise=None):
     """(grad_z, grad_z * exp(logvar / 2) * eps / 2), eps regenerated unless ``noise`` is given."""
-    name = "kernels.backward"
-    contract.check_backward_inputs(name, grad_z, logvar, noise=noise)
-    module = _backend_module(name, backend, grad_z)
-    return module.run_backward(grad_z, logvar, seed, offset, noise, name=name)
+    contract.check_backward_inputs("kernels.backward", grad_z, logvar, noise=noise)
+    return run_backward(grad_z, logvar, seed, offset, backend, noise)
 
 
 def forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False):
@@ -155,5 +185,4 @@ def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=N
     name = "kernels.backward_kl"
     contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
     kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
-    module = _backend_module(name, backend, grad_z)
-    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+    return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend, noise)

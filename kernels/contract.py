@@ -133,13 +133,15 @@ def check_kl_grad(name, what, value, like):
     if not math.isfinite(number):
         raise ValueError(f"{name}: {what} is {value!r}; it must be finite")
     dtype = _shape_dtype(like)[1]
-    if dtype in FLOAT_DTYPES:
-        with np.errstate(over="ignore"):
-            rounded = dtype.type(number)
-        if not np.isfinite(rounded):
-            raise ValueError(f"{name}: {what} is {value!r}, which is {rounded} in {dtype}; "
-                             f"it must be finite in {dtype}")
+    # NOTE: a float64 rounds to inf in float32 from max + half an ulp up (that tie rounds to
+    # even, which is up); float64 values are finite in float64 already
+    if dtype == np.float32 and abs(number) >= _FLOAT32_OVERFLOW:
+        raise ValueError(f"{name}: {what} is {value!r}, which is inf in {dtype}; it must be "
+                         f"finite in {dtype}")
     return number
+
+
+_FLOAT32_OVERFLOW = float(np.finfo(np.float32).max) + 2.0 ** 103  # max + ulp(max) / 2, exact
 
 
 def check_offset(name, what, offset, size=0):

@@ -86,11 +86,12 @@ def observers():
 class Node:
     """How a tensor was made: the op's name, its input tensors and its VJP.
 
-    ``saved`` lists (owner, array, hold) for each array the VJP reads: ``owner`` is the tensor it
-    is read from (the parent, or OUTPUT for the op's own output), ``hold`` the read-only hold on a
-    NumPy array (``minigrad.saved``) that keeps in-place edits from changing the gradient.
-    ``free`` drops the VJP once backward has used it (unless ``retain_graph``), releasing those
-    arrays; a graph dropped without a backward releases them when its nodes are collected.
+    ``saved`` lists (owner, array) for each array the VJP reads: ``owner`` is the tensor it is
+    read from (the parent, or OUTPUT for the op's own output).  ``holds`` pairs the owners of the
+    NumPy ones with their read-only holds (``minigrad.saved``), which keep in-place edits from
+    changing the gradient.  ``free`` drops the VJP once backward has used it (unless
+    ``retain_graph``), and backward releases those arrays; a graph dropped without a backward
+    releases them when its nodes are collected.
     """
 
     __slots__ = ("op", "parents", "vjp", "reads_output", "freed", "saved", "holds")
@@ -101,18 +102,18 @@ class Node:
         self.vjp = vjp
         self.reads_output = reads_output
         self.freed = False
-        self.saved, self.holds = saved.hold(captured, op) if captured else ((), ())
+        self.saved = captured
+        self.holds = saved.hold(captured, op) if captured else ()
 
     def saved_arrays(self):
         """Arrays the VJP keeps alive for the backward pass, each once."""
-        return [array for _, array, _ in self.saved]
+        return [array for _, array in self.saved]
 
     def call_vjp(self, g, out):
         """The VJP's gradients for g, after checking that what it saved is unchanged."""
-        for owner, array, entry in self.saved:
-            if entry is None:  # not a NumPy array: not held
-                continue
+        for owner, entry in self.holds:
             owner = out if owner is OUTPUT else owner
+            array = entry.array
             if entry.modified_by is None and not array.flags.writeable and (
                     owner is None or owner.data is array):
                 continue  # unchanged: the common case, settled without a call
@@ -128,17 +129,15 @@ class Node:
         return self.vjp(g, out) if self.reads_output else self.vjp(g)
 
     def free(self):
-        """Drop the VJP and let the saved arrays go (backward without retain_graph)."""
-        self._release()
-        self.vjp, self.freed = None, True
-
-    def _release(self):
-        if self.holds:
-            saved.release(self.holds, self.op)
-        self.saved = self.holds = ()
+        """Drop the VJP (backward without retain_graph); returns (holds, op) for the caller to
+        release with ``saved.release``, so that one backward releases all of its nodes at once."""
+        released = (self.holds, self.op)
+        self.vjp, self.freed, self.saved, self.holds = None, True, (), ()
+        return released
 
     def __del__(self):
-        self._release()
+        if self.holds:  # a graph dropped without a backward
+            saved.release([(self.holds, self.op)])
 
 
 OUTPUT = "output"  # the owner of a saved array that is the op's own output
@@ -234,6 +233,7 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
             if tensor._node is not None and any(id(p) in leads for p in tensor._node.parents):
                 leads.add(id(tensor))
     found = {}
+    released = []       # (holds, op) of the nodes freed: let go in one call at the end
     handed_out = set()  # ids of the arrays stored as some .grad (or the caller's) in this pass
     for grad in pending.values():
         handed_out.add(id(grad.data))
@@ -268,25 +268,27 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                                        "to that call to backward through it again")
                 started = time.perf_counter() if vjp_observers else None
                 parent_grads = _checked_count(node, node.call_vjp(g, tensor))
-                for i, (parent, pg) in enumerate(zip(node.parents, parent_grads)):
+                for i, parent in enumerate(node.parents):
+                    pg = parent_grads[i]
                     if pg is None or not parent.requires_grad:
                         parent_grads[i] = None
-                    elif not (type(pg) is tensor_type and pg.data.shape == parent.data.shape
-                              and pg.data.dtype == parent.data.dtype):  # else: as it is
-                        parent_grads[i] = _parent_gradient(node, i, pg, tensor.shape, wrap,
-                                                           create_graph)
+                        continue
+                    if not (type(pg) is tensor_type and pg.data.shape == parent.data.shape
+                            and pg.data.dtype == parent.data.dtype):  # else: taken as it is
+                        pg = parent_grads[i] = _parent_gradient(node, i, pg, tensor.shape, wrap,
+                                                                create_graph)
+                    key = id(parent)
+                    earlier = pending.get(key)
+                    pending[key] = pg if earlier is None else earlier + pg
                 for observe in vjp_observers:
                     observe(tensor, g.data, [None if pg is None else pg.data
                                              for pg in parent_grads],
                             time.perf_counter() - started)
-                for parent, pg in zip(node.parents, parent_grads):
-                    if pg is not None:
-                        key = id(parent)
-                        pending[key] = pg if key not in pending else pending[key] + pg
                 if not retain_graph:
-                    node.free()
+                    released.append(node.free())
     finally:
         state.forward_observers = forward_observers
+        saved.release(released)
     return None if inputs is None else [found.get(id(t)) for t in inputs]
 
 

@@ -34,45 +34,47 @@ _pending = []              # released arrays whose base was still read-only: ret
 
 
 class Hold:
-    """One array held read-only for the nodes in ``ops`` (their op names, one per node)."""
+    """One array held read-only for ``count`` live nodes; ``ops`` counts them by op name."""
 
-    __slots__ = ("array", "restore", "ops", "modified_by")
+    __slots__ = ("array", "restore", "count", "ops", "modified_by")
 
     def __init__(self, array):
         self.array = array
         self.restore = array.flags.writeable   # make it writeable again when the last node goes
-        self.ops = []
+        self.count = 0
+        self.ops = {}
         self.modified_by = None                # set by modify(): who wrote into it
 
 
 def hold(captured, op):
     """Hold the NumPy arrays among ``captured`` ((owner, array) pairs) read-only for a node of
-    ``op``.  Returns the node's saved (owner, array, Hold or None) triples and its Holds."""
-    entries, holds = [], []
+    ``op``.  Returns the node's holds: (owner, Hold) for each array held."""
+    holds = []
     with _lock:
         for owner, array in captured:
-            entry = None
             if isinstance(array, np.ndarray):
                 entry = _held.get(id(array))
                 if entry is None:
                     entry = _held[id(array)] = Hold(array)
                     array.flags.writeable = False
-                entry.ops.append(op)
-                holds.append(entry)
-            entries.append((owner, array, entry))
-    return tuple(entries), holds
+                entry.count += 1
+                entry.ops[op] = entry.ops.get(op, 0) + 1
+                holds.append((owner, entry))
+    return holds
 
 
-def release(holds, op):
-    """A node of ``op`` lets its ``holds`` go; arrays no node holds become writeable again."""
+def release(nodes):
+    """Let go of the holds of freed nodes, ``nodes`` a list of (holds, op): arrays no node holds
+    any more become writeable again."""
     with _lock:
-        for entry in holds:
-            ops = entry.ops
-            ops.remove(op)
-            if not ops and entry.modified_by is None:  # else modify() let it go already
-                del _held[id(entry.array)]
-                if entry.restore:
-                    _make_writeable(entry.array)
+        for holds, op in nodes:
+            for _, entry in holds:
+                entry.count -= 1
+                entry.ops[op] -= 1
+                if not entry.count and entry.modified_by is None:  # else modify() let it go
+                    del _held[id(entry.array)]
+                    if entry.restore:
+                        _make_writeable(entry.array)
         if _pending:
             for array in _pending[:]:
                 _pending.remove(array)
@@ -97,7 +99,7 @@ def holders(array):
     """The ops of the live nodes that hold ``array`` read-only (empty if none)."""
     with _lock:
         entry = _held.get(id(array))
-        return list(entry.ops) if entry is not None else []
+        return [] if entry is None else [op for op, n in entry.ops.items() for _ in range(n)]
 
 
 def modify(array, who):

@@ -300,24 +300,24 @@ def _captured(vjp, output):
     found = [] if output is None else [(graph.OUTPUT, output)]
     for cell in vjp.__closure__ or ():
         value = cell.cell_contents
-        kind = type(value)
-        if kind is Tensor:                      # the common cases first
-            found.append((value, value.data))
-        elif kind is np.ndarray:
-            found.append((None, value))
-        elif kind is tuple or kind is list:
-            found.extend((item, item.data) if isinstance(item, Tensor) else (None, item)
-                         for item in value if isinstance(item, (Tensor, *_array_types())))
-        elif isinstance(value, _array_types()):  # NumPy scalars, CuPy arrays
-            found.append((None, value))
-        elif isinstance(value, Tensor):
-            found.append((value, value.data))
+        if type(value) in _NOT_ARRAYS:          # flags, sizes, shapes of ints: the common cases
+            continue
+        items = value if type(value) is tuple or type(value) is list else (value,)
+        for item in items:
+            if isinstance(item, Tensor):
+                found.append((item, item.data))
+            elif type(item) is np.ndarray or (type(item) not in _NOT_ARRAYS
+                                               and isinstance(item, _array_types())):
+                found.append((None, item))
     if len(found) > 1:  # each array once (x * x reads x twice)
         unique = {}
         for owner, array in found:
             unique.setdefault(id(array), (owner, array))
         found = list(unique.values())
     return found
+
+
+_NOT_ARRAYS = frozenset({bool, int, float, str, slice, type(None), type(Ellipsis)})
 
 
 def _array_types():

@@ -214,8 +214,8 @@ def test_a_call_checks_its_arrays_once(monkeypatch):
     z = mg.reparameterize(mg.Tensor(mu, requires_grad=True), mg.Tensor(logvar), seed=3,
                           offset=1)
     assert checked == ["reparameterize"]
-    z.sum().backward()
-    assert checked == ["reparameterize", "kernels.backward"]
+    z.sum().backward()  # the VJP's gradient has z's shape and dtype: nothing to check again
+    assert checked == ["reparameterize"]
 
 
 # --- benchmarks/kernel_report.py ------------------------------------------------------------------

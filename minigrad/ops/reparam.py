@@ -61,7 +61,8 @@ def _noise_term(g, logvar, seed, offset, backend, eps):
     VJP, with dh/dg = sigma * eps / 2 and dh/dlogvar = g * sigma * eps / 4 = h / 2:
         gg = u * sigma * eps / 2 = h(u),   glogvar = u * g * sigma * eps / 4 = h(u * g) / 2,
     the same node again, so every order works."""
-    _, value = kernels.backward(g.data, logvar.data, seed, offset, backend=backend, noise=eps)
+    _, value = kernels.run_backward(g.data, logvar.data, seed, offset, backend=backend,
+                                    noise=eps, name="reparameterize")
 
     def vjp(u):
         return (_noise_term(u, logvar, seed, offset, backend, eps),
@@ -91,8 +92,9 @@ def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=N
 
     def vjp(g):
         # one fused pass gives both values; each is a node of its own for higher orders
-        grad_mu, grad_logvar = kernels.backward_kl(g.data, mu.data, logvar.data, seed, offset,
-                                                   kl_weight, backend=backend, noise=eps)
+        grad_mu, grad_logvar = kernels.run_backward_kl(g.data, mu.data, logvar.data, seed,
+                                                       offset, kl_weight, backend=backend,
+                                                       noise=eps, name="reparameterize_kl")
 
         def vjp_mu(u):          # gmu = g + w mu
             return u, u * kl_weight
