@@ -6,10 +6,11 @@ output, ``g``, to one gradient per parent (``None`` where a parent needs none), 
 parent's shape or, for a parent the op broadcast, the output's (``unbroadcast`` sums it back).
 A VJP that reads the op's output takes it as a second argument, ``vjp(g, z)``.
 
-VJPs compute with minigrad's own ops on Tensors, so a gradient can itself be part of a graph:
-``backward`` runs them with recording off (first order: the ops compute arrays and nothing more),
-or on, with ``create_graph=True``, when the gradients are to be differentiated again.  One
-formula per op serves every order.
+VJPs compute with operators and minigrad's own ops, so a gradient can itself be part of a
+graph: with ``create_graph=True`` ``backward`` runs them recording, on Tensors, when the gradients
+are to be differentiated again; otherwise it runs them in values mode, where g is an array, a
+Tensor's operators act on its data and ops return their forward's arrays, so that a first-order
+pass costs what hand-written NumPy would.  One formula per op serves every order.
 
 ``backward`` walks the graph in reverse topological order, found iteratively so that a chain of
 any length never touches Python's recursion limit.  It refuses what would make a gradient silently
@@ -43,6 +44,7 @@ class _ThreadState(threading.local):
 
     def __init__(self):
         self.grad_enabled = True
+        self.values_only = False  # a first-order backward's VJPs run: ops compute arrays
         self.forward_observers = []
         self.vjp_observers = []
 
@@ -109,8 +111,10 @@ class Node:
         """Arrays the VJP keeps alive for the backward pass, each once."""
         return [array for _, array in self.saved]
 
-    def call_vjp(self, g, out):
-        """The VJP's gradients for g, after checking that what it saved is unchanged."""
+    def call_vjp(self, g, out, output):
+        """The VJP's gradients for g, after checking that what it saved is unchanged; ``out``
+        is the node's tensor and ``output`` what a ``vjp(g, z)`` receives as z (the tensor, or
+        its array in values mode)."""
         for owner, entry in self.holds:
             owner = out if owner is OUTPUT else owner
             array = entry.array
@@ -126,7 +130,7 @@ class Node:
                     f"{reason} after the forward; the gradient would be computed at values the "
                     "forward never saw. Run the forward again after changing it (or call "
                     "backward before changing it)")
-        return self.vjp(g, out) if self.reads_output else self.vjp(g)
+        return self.vjp(g, output) if self.reads_output else self.vjp(g)
 
     def free(self):
         """Drop the VJP (backward without retain_graph); returns (holds, op) for the caller to
@@ -204,12 +208,13 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     None where no path leads there), touching no ``.grad``, and run only the VJPs on the way.
 
     ``create_graph``: the VJPs record their ops, so the gradients are Tensors of a new graph
-    (``.grad`` holds Tensors then, arrays otherwise).  ``retain_graph``: keep the VJPs for
-    another backward; without it each node is freed once its VJP has run.
+    (``.grad`` holds Tensors then).  Without it, the VJPs run in values mode: their operators
+    and ops compute plain arrays, and ``.grad`` holds arrays.  ``retain_graph``: keep the VJPs
+    for another backward; without it each node is freed once its VJP has run.
     """
     tensor_type = type(roots[0])
-    wrap = tensor_type._wrap
-    pending = {}  # id(tensor) -> its gradient so far (a Tensor)
+    lift = tensor_type._wrap if create_graph else _same  # an array as this pass's gradient
+    pending = {}  # id(tensor) -> its gradient so far (a Tensor, or an array in values mode)
     for root, grad in zip(roots, grads):
         if not root.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad (no input had "
@@ -218,9 +223,9 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
             if root.data.size != 1:
                 raise RuntimeError(f"backward: grad can be omitted only for a one-element output;"
                                    f" this output has shape {root.shape}")
-            grad = wrap(namespace(root.data).ones_like(root.data))
+            grad = lift(namespace(root.data).ones_like(root.data))
         else:
-            grad = _checked_gradient(grad, root, "backward: grad", "the output", wrap,
+            grad = _checked_gradient(grad, root, "backward: grad", "the output", lift,
                                      create_graph)
         key = id(root)
         pending[key] = grad if key not in pending else pending[key] + grad
@@ -234,12 +239,12 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 leads.add(id(tensor))
     found = {}
     released = []       # (holds, op) of the nodes freed: let go in one call at the end
-    handed_out = set()  # ids of the arrays stored as some .grad (or the caller's) in this pass
-    for grad in pending.values():
-        handed_out.add(id(grad.data))
+    handed_out = {id(_data(grad)) for grad in pending.values()}  # arrays stored as a .grad
+    kind = tensor_type if create_graph else np.ndarray  # what a VJP's gradients should be
     state = _state
     forward_observers, vjp_observers = state.forward_observers, state.vjp_observers
     state.forward_observers = []  # the VJPs' own ops are not the forward's: observers skip them
+    state.values_only = not create_graph
     try:
         with set_grad_enabled(create_graph):
             for tensor in reversed(order):
@@ -247,11 +252,8 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 g = pending.pop(key, None)
                 if g is None:
                     continue
-                for hook in tensor._hooks.values() if tensor._hooks else ():
-                    replaced = hook(g if create_graph else g.data)
-                    if replaced is not None:
-                        g = _checked_gradient(replaced, tensor, "register_hook: a hook returned "
-                                              "a gradient", "a tensor", wrap, create_graph)
+                if tensor._hooks:
+                    g = _hooked(tensor, g, lift, create_graph)
                 node = tensor._node
                 if wanted is not None:
                     if key in wanted:
@@ -267,29 +269,64 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                                        "freed by an earlier backward(); pass retain_graph=True "
                                        "to that call to backward through it again")
                 started = time.perf_counter() if vjp_observers else None
-                parent_grads = _checked_count(node, node.call_vjp(g, tensor))
+                parent_grads = _checked_count(node, node.call_vjp(
+                    g, tensor, tensor if create_graph else tensor.data))
                 for i, parent in enumerate(node.parents):
                     pg = parent_grads[i]
                     if pg is None or not parent.requires_grad:
                         parent_grads[i] = None
                         continue
-                    if not (type(pg) is tensor_type and pg.data.shape == parent.data.shape
-                            and pg.data.dtype == parent.data.dtype):  # else: taken as it is
-                        pg = parent_grads[i] = _parent_gradient(node, i, pg, tensor.shape, wrap,
+                    if not (type(pg) is kind and pg.shape == parent.shape
+                            and pg.dtype == parent.dtype):  # else: taken as it is
+                        pg = parent_grads[i] = _parent_gradient(node, i, pg, tensor.shape, lift,
                                                                 create_graph)
                     key = id(parent)
                     earlier = pending.get(key)
                     pending[key] = pg if earlier is None else earlier + pg
                 for observe in vjp_observers:
-                    observe(tensor, g.data, [None if pg is None else pg.data
-                                             for pg in parent_grads],
+                    observe(tensor, _data(g), [None if pg is None else _data(pg)
+                                               for pg in parent_grads],
                             time.perf_counter() - started)
                 if not retain_graph:
                     released.append(node.free())
     finally:
         state.forward_observers = forward_observers
+        state.values_only = False
         saved.release(released)
-    return None if inputs is None else [found.get(id(t)) for t in inputs]
+    if inputs is None:
+        return None
+    return [None if g is None else g if create_graph else tensor_type._wrap(_asarray(g))
+            for g in (found.get(id(t)) for t in inputs)]
+
+
+def _same(value):
+    return value
+
+
+def _data(value):
+    """The array of a gradient: a Tensor's data, or the array itself (values mode)."""
+    return value.data if hasattr(value, "_node") else value
+
+
+def _asarray(value):
+    """A NumPy scalar as the 0-d array it stands for (arithmetic on 0-d arrays gives scalars)."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
+def _hooked(tensor, g, lift, create_graph):
+    """g after the tensor's hooks, which see the gradient as this pass carries it (an array, or
+    a Tensor with create_graph) and run with their ops recording as usual."""
+    state = _state
+    values_only, state.values_only = state.values_only, False
+    try:
+        for hook in tensor._hooks.values():
+            replaced = hook(g)
+            if replaced is not None:
+                g = _checked_gradient(replaced, tensor, "register_hook: a hook returned a "
+                                      "gradient", "a tensor", lift, create_graph)
+    finally:
+        state.values_only = values_only
+    return g
 
 
 def _accumulate(tensor, g, create_graph, handed_out):
@@ -299,7 +336,7 @@ def _accumulate(tensor, g, create_graph, handed_out):
     if create_graph:
         tensor.grad = g if tensor.grad is None else g + tensor.grad
         return
-    grad = g.data
+    grad = _asarray(g)
     if tensor.grad is None:
         if id(grad) in handed_out or grad.base is not None \
                 or not getattr(grad.flags, "writeable", True):
@@ -307,27 +344,29 @@ def _accumulate(tensor, g, create_graph, handed_out):
         handed_out.add(id(grad))
         tensor.grad = grad
     else:
-        total = tensor.grad + grad
-        tensor.grad = np.asarray(total) if isinstance(total, np.generic) else total
+        tensor.grad = _asarray(_data(tensor.grad) + grad)
 
 
-def _checked_gradient(value, tensor, what, whose, wrap, create_graph):
-    """``value`` (a Tensor, array, number or list) as ``tensor``'s gradient: a Tensor of real
-    numbers of its shape and device, in its dtype; anything else is an error naming ``what``."""
-    if not hasattr(value, "_node"):  # not a Tensor: an array, a number or a list
-        if not hasattr(value, "shape") or isinstance(value, np.generic):
-            value = namespace(tensor.data).asarray(value)  # made where the tensor lives
-        value = wrap(value)
-    check_same_device(what, tensor.data, value.data)
-    if value.dtype.kind not in "fiu":
-        dropped = "; its imaginary part would be dropped" if value.dtype.kind == "c" else ""
-        raise TypeError(f"{what} of dtype {value.dtype}: gradients are real numbers{dropped}")
-    if value.shape != tensor.shape:
-        raise ValueError(f"{what} of shape {value.shape} for {whose} of shape {tensor.shape}")
-    if value.dtype != tensor.dtype:  # gradients keep their tensor's dtype
-        value = value.astype(tensor.dtype) if create_graph else wrap(
-            value.data.astype(tensor.dtype))
-    return value
+def _checked_gradient(value, tensor, what, whose, lift, create_graph):
+    """``value`` (a Tensor, array, number or list) as ``tensor``'s gradient: real numbers of its
+    shape and device, in its dtype, as this pass carries gradients (``lift`` of an array, or a
+    Tensor with create_graph); anything else is an error naming ``what`` arrived."""
+    if hasattr(value, "_node"):  # a Tensor
+        array = value.data
+    elif hasattr(value, "shape") and not isinstance(value, np.generic):
+        array = value
+    else:  # a number or a list: made where the tensor lives
+        array = namespace(tensor.data).asarray(value)
+    check_same_device(what, tensor.data, array)
+    if array.dtype.kind not in "fiu":
+        dropped = "; its imaginary part would be dropped" if array.dtype.kind == "c" else ""
+        raise TypeError(f"{what} of dtype {array.dtype}: gradients are real numbers{dropped}")
+    if tuple(array.shape) != tensor.shape:
+        raise ValueError(f"{what} of shape {tuple(array.shape)} for {whose} of shape "
+                         f"{tensor.shape}")
+    if create_graph and hasattr(value, "_node"):  # keep its graph; cast by a differentiable op
+        return value if value.dtype == tensor.dtype else value.astype(tensor.dtype)
+    return lift(array.astype(tensor.dtype, copy=False))  # gradients keep their tensor's dtype
 
 
 def _checked_count(node, parent_grads):
@@ -342,26 +381,29 @@ def _checked_count(node, parent_grads):
     return list(parent_grads)
 
 
-def _parent_gradient(node, i, pg, out_shape, wrap, create_graph):
-    """Gradient ``pg`` that the VJP of ``node`` sent to parent i, as a Tensor in that parent's
-    shape and dtype.
+def _parent_gradient(node, i, pg, out_shape, lift, create_graph):
+    """Gradient ``pg`` that the VJP of ``node`` sent to parent i, in that parent's shape and
+    dtype, as this pass carries gradients.
 
     A VJP returns either the parent's shape or, for a parent that the op broadcast, the op's
     output shape; ``unbroadcast`` reduces the latter.  Any other shape means a wrong VJP.  An
-    array (a VJP written with NumPy) is taken in first order only: it has no graph to
+    array (a VJP written with NumPy) is taken in values mode only: it has no graph to
     differentiate, so under create_graph it would make the second derivative silently 0."""
     parent = node.parents[i]
-    if not hasattr(pg, "_node"):
-        if create_graph:
-            raise TypeError(f"backward: vjp of '{node.op}' returned a {type(pg).__name__} for "
-                            f"parent {i + 1}, which cannot be differentiated; with "
-                            "create_graph=True a VJP must compute with minigrad ops and return "
-                            "Tensors")
-        pg = wrap(np.asarray(pg) if isinstance(pg, (np.generic, int, float)) else pg)
-    if pg.shape != parent.shape:
-        if pg.shape != out_shape:
+    if hasattr(pg, "_node"):
+        if not create_graph:
+            pg = pg.data  # a VJP that made a Tensor anyway (a custom op)
+    elif create_graph:
+        raise TypeError(f"backward: vjp of '{node.op}' returned a {type(pg).__name__} for "
+                        f"parent {i + 1}, which cannot be differentiated; with "
+                        "create_graph=True a VJP must compute with minigrad ops and return "
+                        "Tensors")
+    else:
+        pg = _asarray(pg) if isinstance(pg, (np.generic, int, float)) else pg
+    if tuple(pg.shape) != parent.shape:
+        if tuple(pg.shape) != out_shape:
             raise ValueError(f"backward: vjp of '{node.op}' returned a gradient of shape "
-                             f"{pg.shape} for parent {i + 1} of shape {parent.shape}; "
+                             f"{tuple(pg.shape)} for parent {i + 1} of shape {parent.shape}; "
                              f"expected {parent.shape}, or the output's shape {out_shape} where "
                              "the op broadcast that parent")
         pg = unbroadcast(pg, parent.shape)
@@ -370,4 +412,4 @@ def _parent_gradient(node, i, pg, out_shape, wrap, create_graph):
             raise TypeError(f"backward: vjp of '{node.op}' returned a gradient of dtype "
                             f"{pg.dtype} for parent {i + 1}; gradients are real numbers")
         pg = pg.astype(parent.dtype)
-    return pg
+    return _asarray(pg) if not create_graph else pg

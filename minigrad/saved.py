@@ -34,15 +34,14 @@ _pending = []              # released arrays whose base was still read-only: ret
 
 
 class Hold:
-    """One array held read-only for ``count`` live nodes; ``ops`` counts them by op name."""
+    """One array held read-only for the live nodes whose op names ``ops`` lists, one each."""
 
-    __slots__ = ("array", "restore", "count", "ops", "modified_by")
+    __slots__ = ("array", "restore", "ops", "modified_by")
 
-    def __init__(self, array):
+    def __init__(self, array, op):
         self.array = array
         self.restore = array.flags.writeable   # make it writeable again when the last node goes
-        self.count = 0
-        self.ops = {}
+        self.ops = [op]
         self.modified_by = None                # set by modify(): who wrote into it
 
 
@@ -55,10 +54,10 @@ def hold(captured, op):
             if isinstance(array, np.ndarray):
                 entry = _held.get(id(array))
                 if entry is None:
-                    entry = _held[id(array)] = Hold(array)
+                    entry = _held[id(array)] = Hold(array, op)
                     array.flags.writeable = False
-                entry.count += 1
-                entry.ops[op] = entry.ops.get(op, 0) + 1
+                else:
+                    entry.ops.append(op)
                 holds.append((owner, entry))
     return holds
 
@@ -69,9 +68,9 @@ def release(nodes):
     with _lock:
         for holds, op in nodes:
             for _, entry in holds:
-                entry.count -= 1
-                entry.ops[op] -= 1
-                if not entry.count and entry.modified_by is None:  # else modify() let it go
+                ops = entry.ops
+                ops.remove(op)
+                if not ops and entry.modified_by is None:  # else modify() let it go already
                     del _held[id(entry.array)]
                     if entry.restore:
                         _make_writeable(entry.array)
@@ -99,7 +98,7 @@ def holders(array):
     """The ops of the live nodes that hold ``array`` read-only (empty if none)."""
     with _lock:
         entry = _held.get(id(array))
-        return [] if entry is None else [op for op, n in entry.ops.items() for _ in range(n)]
+        return [] if entry is None else list(entry.ops)
 
 
 def modify(array, who):

@@ -1,6 +1,7 @@
 """Tensor: an array, its gradient, and the node of the graph that made it; ``make_node``, which
 every op calls to wrap its output and record how it was made."""
 import itertools
+import operator
 import sys
 
 import numpy as np
@@ -19,6 +20,19 @@ class HookHandle:
 
     def remove(self):
         self._hooks.pop(self._key, None)
+
+
+def _operator(name, forward, reflected=False):
+    """Tensor's operator for the op ``name``: the op, or ``forward`` on the arrays in values
+    mode (see the operators below)."""
+    def method(self, other):
+        if _state.values_only:
+            other = other.data if isinstance(other, Tensor) else other
+            return forward(other, self.data) if reflected else forward(self.data, other)
+        op = getattr(ops, name)
+        return op(other, self) if reflected else op(self, other)
+    method.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return method
 
 
 class Tensor:
@@ -133,7 +147,7 @@ class Tensor:
         check_device(device)
         source = self.device
         moved = to_device(self.data, device)
-        return make_node(moved, (self,), lambda g: (g.to(source),), "to")
+        return make_node(moved, (self,), lambda g: (moved_to(g, source),), "to")
 
     def astype(self, dtype):
         """This tensor's values in another float ``dtype``.  VJP: the gradient cast back."""
@@ -177,44 +191,24 @@ class Tensor:
         self.grad = None
 
     # --- operators (the ops live in minigrad.ops) --------------------------------------------
-    def __add__(self, other):
-        return ops.add(self, other)
-
-    def __radd__(self, other):
-        return ops.add(other, self)
-
-    def __sub__(self, other):
-        return ops.sub(self, other)
-
-    def __rsub__(self, other):
-        return ops.sub(other, self)
-
-    def __mul__(self, other):
-        return ops.mul(self, other)
-
-    def __rmul__(self, other):
-        return ops.mul(other, self)
-
-    def __truediv__(self, other):
-        return ops.div(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.div(other, self)
+    # NOTE: while a first-order backward runs its VJPs (graph's values mode), no graph is
+    # recorded and the VJPs compute with arrays: each operator is then its NumPy operator on
+    # the data (which is what the op's forward computes), at NumPy's speed.
+    __add__ = _operator("add", operator.add)
+    __radd__ = _operator("add", operator.add, reflected=True)
+    __sub__ = _operator("sub", operator.sub)
+    __rsub__ = _operator("sub", operator.sub, reflected=True)
+    __mul__ = _operator("mul", operator.mul)
+    __rmul__ = _operator("mul", operator.mul, reflected=True)
+    __truediv__ = _operator("div", operator.truediv)
+    __rtruediv__ = _operator("div", operator.truediv, reflected=True)
+    __pow__ = _operator("pow", operator.pow)
+    __rpow__ = _operator("pow", operator.pow, reflected=True)
+    __matmul__ = _operator("matmul", operator.matmul)
+    __rmatmul__ = _operator("matmul", operator.matmul, reflected=True)
 
     def __neg__(self):
-        return ops.neg(self)
-
-    def __pow__(self, exponent):
-        return ops.pow(self, exponent)
-
-    def __rpow__(self, base):
-        return ops.pow(base, self)
-
-    def __matmul__(self, other):
-        return ops.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.matmul(other, self)
+        return -self.data if _state.values_only else ops.neg(self)
 
     def __getitem__(self, index):
         return ops.getitem(self, index)
@@ -261,7 +255,18 @@ class Tensor:
 
     @property
     def T(self):
-        return ops.transpose(self)
+        return self.data.T if _state.values_only else ops.transpose(self)
+
+
+def array_of(value):
+    """A Tensor's data, or the value itself: what a VJP reads from its g, which is an array in
+    values mode (a first-order backward) and a Tensor under create_graph."""
+    return value.data if isinstance(value, Tensor) else value
+
+
+def moved_to(value, device):
+    """``value`` (a Tensor or an array) on ``device``: Tensor.to, or to_device for an array."""
+    return value.to(device) if isinstance(value, Tensor) else to_device(value, device)
 
 
 def make_node(value, parents, vjp, op):
@@ -269,16 +274,24 @@ def make_node(value, parents, vjp, op):
     records and any parent requires grad.
 
     ``vjp(g)`` returns one gradient per parent (None where a parent needs none), in the parent's
-    shape or, for a parent the op broadcast, the output's.  ``g`` is a Tensor and the VJP
-    computes with minigrad's ops, so its gradients are differentiable.  A VJP that reads the op's
-    output is written ``vjp(g, z)`` and receives the output tensor then: closing over it would
-    make the output hold its own node (a reference cycle).  The arrays a VJP reads (its
-    closure's, and the output's with ``vjp(g, z)``) are held read-only until the node is freed.
+    shape or, for a parent the op broadcast, the output's.  The VJP computes with operators and
+    minigrad's ops on g and on the tensors it closes over, so the one formula serves every order:
+    with ``create_graph`` g is a Tensor and the ops record the gradient's graph; in a first-order
+    backward (values mode) g is an array, Tensor operators act on their data and ops return
+    arrays, at NumPy's speed (``array_of(g)`` gives the array in both).  A VJP that reads the
+    op's output is written ``vjp(g, z)`` and receives it then (closing over the output tensor
+    would make it hold its own node: a reference cycle).  The arrays a VJP reads (its closure's,
+    and the output's with ``vjp(g, z)``) are held read-only until the node is freed.
+
+    In values mode (graph's thread state) make_node returns the value itself: an op called
+    inside a first-order VJP is its forward on arrays.
     """
     if type(value) is not np.ndarray and isinstance(value, np.generic):
         value = np.asarray(value)  # NumPy reductions return scalars, not 0-d arrays
-    out = Tensor._wrap(value)
     state = _state
+    if state.values_only:  # a first-order VJP: the value is all that is wanted
+        return value
+    out = Tensor._wrap(value)
     if state.grad_enabled and any(p.requires_grad for p in parents):
         out.requires_grad = True
         reads_output = getattr(getattr(vjp, "__code__", None), "co_argcount", 1) == 2

@@ -70,10 +70,10 @@ def test_fn_that_leaves_the_dtype_is_named():
 
 def wrong_in_row_one(x, w):
     """z = x * w with a VJP for x that is 1% off in row 1."""
-    def vjp(g):  # a first-order VJP written with NumPy: it may return arrays
-        gx = g.data * w.data
+    def vjp(g):  # a first-order VJP written with NumPy: g is an array then, and so are these
+        gx = g * w.data
         gx[1] *= 1.01
-        return gx, g.data * x.data
+        return gx, g * x.data
     return make_node(x.data * w.data, (x, w), vjp, "wrong_mul")
 
 

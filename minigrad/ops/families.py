@@ -13,7 +13,7 @@ from kernels import families as kernel
 from kernels.contract import check_float_dtype, check_shape
 from minigrad.ops.reparam import _position
 from minigrad.ops.unary import exp, relu, softplus
-from minigrad.tensor import as_tensor, make_node
+from minigrad.tensor import array_of, as_tensor, make_node
 
 FAMILIES = kernel.FAMILIES
 MOMENTS = kernel.MOMENTS  # family -> (mean, variance) of the standard family
@@ -41,7 +41,7 @@ def _scale_term(g, log_scale, family, seed, offset):
     """h = g * b * eps, b = e^{log_scale}: the gradient for log_scale as a node of (g, log_scale),
     eps regenerated from (seed, offset).  VJP, with dh/dg = b eps and dh/dlog_scale = h:
     gg = h(u), glog_scale = h(u * g), the same node again, so every order works."""
-    _, value = kernel.backward(g.data, log_scale.data, family, seed, offset)
+    _, value = kernel.backward(array_of(g), log_scale.data, family, seed, offset)
 
     def vjp(u):
         return (_scale_term(u, log_scale, family, seed, offset),

@@ -10,7 +10,7 @@ import kernels
 from kernels.contract import check_kl_grad, check_reparam_inputs
 from minigrad.ops.unary import exp
 from minigrad.random import Stream
-from minigrad.tensor import Tensor, as_tensor, make_node
+from minigrad.tensor import Tensor, array_of, as_tensor, make_node
 
 
 def _position(name, size, seed, offset, stream):
@@ -61,7 +61,7 @@ def _noise_term(g, logvar, seed, offset, backend, eps):
     VJP, with dh/dg = sigma * eps / 2 and dh/dlogvar = g * sigma * eps / 4 = h / 2:
         gg = u * sigma * eps / 2 = h(u),   glogvar = u * g * sigma * eps / 4 = h(u * g) / 2,
     the same node again, so every order works."""
-    _, value = kernels.run_backward(g.data, logvar.data, seed, offset, backend=backend,
+    _, value = kernels.run_backward(array_of(g), logvar.data, seed, offset, backend=backend,
                                     noise=eps, name="reparameterize")
 
     def vjp(u):
@@ -92,7 +92,7 @@ def reparameterize_kl(mu, logvar, kl_weight, *, seed=None, offset=None, stream=N
 
     def vjp(g):
         # one fused pass gives both values; each is a node of its own for higher orders
-        grad_mu, grad_logvar = kernels.run_backward_kl(g.data, mu.data, logvar.data, seed,
+        grad_mu, grad_logvar = kernels.run_backward_kl(array_of(g), mu.data, logvar.data, seed,
                                                        offset, kl_weight, backend=backend,
                                                        noise=eps, name="reparameterize_kl")
 
