@@ -14,8 +14,13 @@ same Philox noise, drawn once), its 11 matrix products alone (4 forward, 7 backw
 noise draw; medians are reported.  Before timing, the two are checked against each other on the
 same noise: loss and the largest gradient difference.
 
+Then the cost of the in-place check (minigrad/saved.py: the arrays a live node's VJP reads are
+read-only until it is freed): ``--steps`` whole training steps (forward, backward, Adam) with
+the check on and, in turn, with it off (``inplace_check_off``), medians.
+
 Results go to benchmarks/results/engine_overhead.{json,md} (``--quick``: engine_overhead_quick.*).
 """
+import contextlib
 import math
 import os
 import sys
@@ -33,6 +38,7 @@ from benchmarks.report import load_sentence  # noqa: E402
 from benchmarks.step_timing import (WARMUP_STEPS, median_ms, run_step_benchmark,  # noqa: E402
                                     step_setting)
 from kernels.reference import noise  # noqa: E402
+from minigrad import tensor  # noqa: E402
 
 TARGET_OVERHEAD = 0.15  # engine forward+backward over the hand-written NumPy one
 
@@ -158,6 +164,48 @@ def compare_with_numpy(trainer, steps, warmup):
     return result
 
 
+@contextlib.contextmanager
+def inplace_check_off():
+    """The engine without its in-place check, for timing it: make_node records no saved arrays
+    (``minigrad.tensor._captured``), so nodes hold nothing read-only, backward checks nothing
+    and releases nothing, and ``Optimizer.step`` finds nothing to let go.  Restored on exit."""
+    captured = tensor._captured
+    tensor._captured = lambda vjp, output: ()
+    try:
+        yield
+    finally:
+        tensor._captured = captured
+
+
+def training_step(trainer, x):
+    """One whole training step on batch x: forward, backward, Adam."""
+    loss = trainer.model.loss(x, trainer.stream).total
+    float(loss.data)
+    trainer.optimizer.zero_grad()
+    loss.backward()
+    trainer.optimizer.step()
+
+
+def inplace_check_cost(trainer, steps, warmup):
+    """Whole training steps with the in-place check on and off, timed in turn, each first
+    every other step (medians)."""
+    x = trainer.train_images[:trainer.config.batch_size]
+    clock = time.perf_counter
+    times = {"step_with_check": [], "step_without_check": []}
+    for step in range(warmup + steps):
+        for name in sorted(times, reverse=step % 2 == 1):  # each goes first every other step
+            with inplace_check_off() if name == "step_without_check" else contextlib.nullcontext():
+                started = clock()
+                training_step(trainer, x)
+                seconds = clock() - started
+            if step >= warmup:
+                times[name].append(seconds)
+    result = {f"{name}_ms": median_ms(samples) for name, samples in times.items()}
+    result["cost"] = result["step_with_check_ms"] / result["step_without_check_ms"] - 1
+    result["steps"] = steps
+    return result
+
+
 def headline(comparison):
     """The figure later work reports before and after a change, as one line."""
     return (f"engine forward+backward over the hand-written NumPy step: "
@@ -186,20 +234,33 @@ def markdown(report):
               f"{comp['matmul_share_of_engine']:.1%} of the engine's forward+backward",
               f"- same batch, same noise: loss {check['engine_loss']:.4f} (engine) vs "
               f"{check['numpy_loss']:.4f} (NumPy); largest gradient difference "
-              f"{check['max_grad_error_relative_to_max_grad']:.1e} of the largest gradient"]
+              f"{check['max_grad_error_relative_to_max_grad']:.1e} of the largest gradient",
+              "- " + inplace_line(report["inplace_check"])]
     return "\n".join(lines) + "\n"
+
+
+def inplace_line(cost):
+    """The in-place check's cost as one line."""
+    return (f"the in-place check costs {cost['cost']:+.1%} of a whole training step "
+            f"(forward, backward, Adam): {cost['step_with_check_ms']:.3f} ms with it, "
+            f"{cost['step_without_check_ms']:.3f} ms without, timed in turn; medians over "
+            f"{cost['steps']} steps")
 
 
 def measure(trainer, args, log):
     log(f"timing the engine against hand-written NumPy ({args.steps} steps)")
     check = check_against_numpy(trainer, trainer.train_images[:trainer.config.batch_size])
     comparison = compare_with_numpy(trainer, args.steps, WARMUP_STEPS)
-    return {"check": check, "comparison": comparison, "headline": headline(comparison)}
+    log(f"timing training steps with and without the in-place check ({args.steps} each)")
+    cost = inplace_check_cost(trainer, args.steps, WARMUP_STEPS)
+    return {"check": check, "comparison": comparison, "inplace_check": cost,
+            "headline": headline(comparison)}
 
 
 def main(argv=None, log=print):
     report = run_step_benchmark("engine_overhead", __doc__.split("\n\n")[0], measure, markdown,
                                 argv, log)
+    log(inplace_line(report["inplace_check"]))
     log(report["headline"])
     return 0
 

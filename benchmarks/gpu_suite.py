@@ -13,7 +13,6 @@ gpu_suite.json, gpu_suite.md, and each benchmark's files from the archive rename
 """
 import argparse
 import csv
-import io
 import json
 import os
 import sys

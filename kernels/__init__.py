@@ -20,8 +20,6 @@ import importlib
 import os
 import sys
 
-import numpy as np
-
 from kernels import contract
 
 BACKENDS = {
