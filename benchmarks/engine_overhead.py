@@ -38,7 +38,7 @@ from benchmarks.report import load_sentence  # noqa: E402
 from benchmarks.step_timing import (WARMUP_STEPS, median_ms, run_step_benchmark,  # noqa: E402
                                     step_setting)
 from kernels.reference import noise  # noqa: E402
-from minigrad import tensor  # noqa: E402
+from minigrad import saved  # noqa: E402
 
 TARGET_OVERHEAD = 0.15  # engine forward+backward over the hand-written NumPy one
 
@@ -166,15 +166,15 @@ def compare_with_numpy(trainer, steps, warmup):
 
 @contextlib.contextmanager
 def inplace_check_off():
-    """The engine without its in-place check, for timing it: make_node records no saved arrays
-    (``minigrad.tensor._captured``), so nodes hold nothing read-only, backward checks nothing
-    and releases nothing, and ``Optimizer.step`` finds nothing to let go.  Restored on exit."""
-    captured = tensor._captured
-    tensor._captured = lambda vjp, output: ()
+    """The engine without its in-place check, for timing it: nodes hold none of the arrays
+    they saved (``minigrad.saved.hold`` holds nothing), so backward checks nothing and releases
+    nothing, and ``Optimizer.step`` finds nothing to let go.  Restored on exit."""
+    hold = saved.hold
+    saved.hold = lambda arrays, op: ()
     try:
         yield
     finally:
-        tensor._captured = captured
+        saved.hold = hold
 
 
 def training_step(trainer, x):

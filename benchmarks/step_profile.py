@@ -7,8 +7,9 @@ The model first trains ``--train-epochs`` epochs through the product's loop.  Th
 ``--steps`` steps (after 10 untimed ones):
 1. the step's phases in train_epoch's order, on its shuffled batches: batch gather,
    forward+loss (with the read of the loss), backward, Adam step;
-2. on one batch, the backward time of each op's VJP, from wrapping the VJP closures of each
-   step's own graph (nothing in minigrad is patched), and the graph walk around them.
+2. on one batch, the backward time of each op's backward formula, from ``minigrad.trace``'s
+   record of each node's backward (nothing in minigrad is patched), and the graph walk around
+   them.
 The engine against the same step written in NumPy is engine_overhead.py.
 
 Results go to benchmarks/results/step_profile.{json,md} (``--quick``: step_profile_quick.*).
@@ -28,7 +29,7 @@ from benchmarks.machine import describe  # noqa: E402
 from benchmarks.report import load_sentence  # noqa: E402
 from benchmarks.step_timing import (WARMUP_STEPS, median_ms, run_step_benchmark,  # noqa: E402
                                     step_setting)
-from minigrad.graph import topological_order  # noqa: E402
+import minigrad as mg  # noqa: E402
 
 PHASES = ("batch_gather", "forward_loss", "backward", "optimizer_step")
 
@@ -63,9 +64,8 @@ def profile_phases(trainer, steps, warmup):
 
 
 def backward_by_op(trainer, steps, warmup):
-    """Median per-step backward time of each op's VJP, and of the graph walk around them.
-
-    Wraps the VJP closures of each step's own graph (nothing in minigrad is patched).
+    """Median per-step backward time of each op's backward formula, and of the graph walk
+    around them, from ``minigrad.trace``'s records (its gradient norms cost a little more walk).
     """
     model, stream, batch = trainer.model, trainer.stream, trainer.config.batch_size
     x = trainer.train_images[:batch]
@@ -73,23 +73,14 @@ def backward_by_op(trainer, steps, warmup):
     per_step, walks = [], []
     for step in range(warmup + steps):
         loss = model.loss(x, stream).total
-        spent = {}
-
-        def timed(vjp, op):
-            def wrapper(g):
-                started = clock()
-                grads = vjp(g)
-                spent[op] = spent.get(op, 0.0) + clock() - started
-                return grads
-            return wrapper
-        for tensor in topological_order(loss):
-            node = tensor._node  # NOTE: the graph's own record; no public accessor exists
-            if node is not None:
-                node.vjp = timed(node.vjp, node.op)
         model.zero_grad()
-        started = clock()
-        loss.backward()
-        total = clock() - started
+        with mg.trace() as trace:
+            started = clock()
+            loss.backward()
+            total = clock() - started
+        spent = {}
+        for record in trace.records:
+            spent[record["op"]] = spent.get(record["op"], 0.0) + record["seconds"]
         if step >= warmup:
             per_step.append(spent)
             walks.append(total - sum(spent.values()))

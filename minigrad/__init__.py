@@ -9,8 +9,9 @@
     >>> mg.grad(g.sum(), x)[0].data                              # 6 x
     array([ 6., 12.])
 """
-from minigrad.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minigrad.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from minigrad.tensor import Tensor, as_tensor
+from minigrad.function import Function
 from minigrad.ops import *  # noqa: F401,F403  (the op functions are the public API)
 from minigrad.ops import __all__ as _op_names
 from minigrad.graph_view import format_graph, to_dot
@@ -21,6 +22,6 @@ from minigrad.anomaly import detect_anomaly
 from minigrad.autograd import grad
 from minigrad import functional
 
-__all__ = ["Tensor", "as_tensor", "grad", "functional", "no_grad", "enable_grad",
+__all__ = ["Tensor", "as_tensor", "Function", "grad", "functional", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "format_graph", "to_dot", "nn", "optim",
            "random", "viz", "trace", "detect_anomaly", "reparameterize_family", *_op_names]

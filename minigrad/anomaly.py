@@ -26,7 +26,7 @@ import weakref
 
 import kernels
 import minigrad
-from minigrad import graph
+from minigrad import grad_mode
 from minigrad.backend import is_float_dtype, namespace
 
 _ENGINE_DIRS = tuple(os.path.dirname(os.path.abspath(package.__file__)) + os.sep
@@ -56,7 +56,7 @@ class AnomalyError(FloatingPointError):
 @contextlib.contextmanager
 def detect_anomaly():
     """Raise AnomalyError at the first op that produces NaN or Inf; see the module docstring."""
-    origins = {}  # id(tensor) -> (file, line) where its node was created
+    origins = {}  # id(node) -> (file, line) where it was created
 
     def forget(key):
         return lambda _: origins.pop(key, None)
@@ -66,26 +66,26 @@ def detect_anomaly():
         count = _non_finite(out.data) if is_float_dtype(out.dtype) else 0
         if count and all(_non_finite(a) == 0 for a in floats):
             raise AnomalyError(op, "forward", "the output", count, out.size, *_located(_caller()))
-        if out._node is not None:
-            key = id(out)
+        if out.node is not None and id(out.node) not in origins:
+            key = id(out.node)
             # NOTE: the weak reference's callback drops the entry when the tensor dies, before
             # its id can be reused by another tensor
-            origins[key] = (_caller(), weakref.ref(out, forget(key)))
+            origins[key] = (_caller(), weakref.ref(out.node, forget(key)))
 
-    def on_vjp(tensor, g, parent_grads, seconds):
-        if _non_finite(g):
+    def on_vjp(node, grads, input_grads, seconds):
+        if any(g is not None and _non_finite(g) for g in grads):
             return
-        parents = tensor._node.parents
-        for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
+        for i, pg in enumerate(input_grads):
             if pg is None:
                 continue
             count = _non_finite(pg)
             if count:
-                where = f"the gradient for parent {i + 1} of {len(parents)} (shape {parent.shape})"
-                frame = origins.get(id(tensor), (None, None))[0]
-                raise AnomalyError(tensor.op, "backward", where, count, pg.size, *_located(frame))
+                where = (f"the gradient for parent {i + 1} of {len(input_grads)} "
+                         f"(shape {pg.shape})")
+                frame = origins.get(id(node), (None, None))[0]
+                raise AnomalyError(node.op, "backward", where, count, pg.size, *_located(frame))
 
-    forward_observers, vjp_observers = graph.observers()  # this thread's
+    forward_observers, vjp_observers = grad_mode.observers()  # this thread's
     forward_observers.append(on_forward)
     vjp_observers.append(on_vjp)
     try:

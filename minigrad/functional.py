@@ -22,7 +22,7 @@ because every VJP is differentiable.
 """
 from minigrad.autograd import grad
 from minigrad.backend import namespace
-from minigrad.graph import enable_grad
+from minigrad.grad_mode import enable_grad
 from minigrad.ops.shape import concatenate
 from minigrad.tensor import Tensor, as_tensor
 

@@ -10,8 +10,23 @@ def _label(tensor):
 
 def saved_bytes_of(tensor):
     """Bytes of the arrays the node that made ``tensor`` keeps for its backward (0 for a leaf)."""
-    node = tensor._node
+    node = tensor.node
     return 0 if node is None else sum(a.nbytes for a in node.saved_arrays())
+
+
+def tensors_of(root):
+    """The tensors of the graph behind ``root`` that require grad (or ``root`` alone if it does
+    not), each after its inputs: per node in topological order, its leaves not listed yet, then
+    its outputs that are still alive."""
+    if not root.requires_grad:
+        return [root]
+    order, seen = [], set()
+    for node in topological_order(root):   # inputs last first, the order of the walk
+        for t in (*reversed(node.inputs), *node.outputs):
+            if t is not None and t.requires_grad and id(t) not in seen:
+                seen.add(id(t))
+                order.append(t)
+    return order or [root]
 
 
 def format_graph(tensor):
@@ -20,14 +35,14 @@ def format_graph(tensor):
         %0 = leaf (128, 784) float32
         %2 = linear (128, 400) float32  <- %0, %1  saves 401,408 B
     """
-    order = topological_order(tensor) if tensor.requires_grad else [tensor]
+    order = tensors_of(tensor)
     number = {id(t): i for i, t in enumerate(order)}
     lines = []
     for t in order:
         line = f"%{number[id(t)]} = {_label(t)}"
-        if t._node is not None:
-            inputs = ", ".join(f"%{number[id(p)]}" if id(p) in number else "const"
-                               for p in t._node.parents)
+        if t.node is not None:
+            inputs = ", ".join(f"%{number[id(p)]}" if p is not None and id(p) in number
+                               else "const" for p in t.node.inputs)
             line += f"  <- {inputs}"
             saved = saved_bytes_of(t)
             if saved:
@@ -43,17 +58,17 @@ def to_dot(tensor):
 
     Render it with any Graphviz (``dot -Tpng``); minigrad itself never calls graphviz.
     """
-    order = topological_order(tensor) if tensor.requires_grad else [tensor]
+    order = tensors_of(tensor)
     number = {id(t): i for i, t in enumerate(order)}
     lines = ["digraph minigrad {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];"]
     for t in order:
-        style = ', style=filled, fillcolor="#e8f0fe"' if t._node is None else ""
+        style = ', style=filled, fillcolor="#e8f0fe"' if t.node is None else ""
         label = _label(t).replace("\\", "\\\\").replace('"', '\\"')  # DOT string escapes
         lines.append(f'  n{number[id(t)]} [label="{label}"{style}];')
     for t in order:
-        if t._node is not None:
-            for p in t._node.parents:
-                if id(p) in number:
+        if t.node is not None:
+            for p in t.node.inputs:
+                if p is not None and id(p) in number:
                     lines.append(f"  n{number[id(p)]} -> n{number[id(t)]};")
     lines.append("}")
     return "\n".join(lines)

@@ -1,13 +1,9 @@
-"""Tensor: an array, its gradient, and the node of the graph that made it; ``make_node``, which
-every op calls to wrap its output and record how it was made."""
+"""Tensor: an array, its gradient, and the node of the graph that made it."""
 import itertools
-import operator
-import sys
 
 import numpy as np
 
-from minigrad import graph
-from minigrad.backend import check_device, device_of, is_float_dtype, namespace, to_device
+from minigrad.backend import device_of, is_float_dtype, namespace
 
 _hook_ids = itertools.count()
 
@@ -22,13 +18,9 @@ class HookHandle:
         self._hooks.pop(self._key, None)
 
 
-def _operator(name, forward, reflected=False):
-    """Tensor's operator for the op ``name``: the op, or ``forward`` on the arrays in values
-    mode (see the operators below)."""
+def _operator(name, reflected=False):
+    """Tensor's operator for the op ``name`` of minigrad.ops (``x * y`` is ``ops.mul(x, y)``)."""
     def method(self, other):
-        if _state.values_only:
-            other = other.data if isinstance(other, Tensor) else other
-            return forward(other, self.data) if reflected else forward(self.data, other)
         op = getattr(ops, name)
         return op(other, self) if reflected else op(self, other)
     method.__name__ = f"__{'r' if reflected else ''}{name}__"
@@ -45,8 +37,8 @@ class Tensor:
 
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
     # NOTE: slots make a Tensor cheap to create, which every op (and every op in a VJP) does
-    __slots__ = ("data", "grad", "requires_grad", "name", "_node", "_hooks", "_retains_grad",
-                 "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "node", "output_index", "hooks",
+                 "retains_grad", "__weakref__")
 
     def __init__(self, data, requires_grad=False, name=None):
         if isinstance(data, Tensor):
@@ -59,16 +51,17 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.name = name
-        self._node = None
-        self._hooks = None   # {id: hook}, made by the first register_hook
-        self._retains_grad = False
+        self.node = None
+        self.output_index = 0
+        self.hooks = None
+        self.retains_grad = False
 
     @classmethod
     def _wrap(cls, data):
         """Fast constructor for op outputs: no checks, no conversion."""
         out = cls.__new__(cls)
         out.data, out.grad, out.requires_grad, out.name = data, None, False, None
-        out._node, out._hooks, out._retains_grad = None, None, False
+        out.node, out.output_index, out.hooks, out.retains_grad = None, 0, None, False
         return out
 
     # --- array facts -------------------------------------------------------------------------
@@ -96,11 +89,11 @@ class Tensor:
     @property
     def op(self):
         """Name of the op that made this tensor, or None for a leaf."""
-        return None if self._node is None else self._node.op
+        return None if self.node is None else self.node.op
 
     @property
     def is_leaf(self):
-        return self._node is None
+        return self.node is None
 
     def __len__(self):
         return len(self.data)
@@ -138,25 +131,13 @@ class Tensor:
         graph.backward([self], [grad], retain_graph, create_graph)
 
     def to(self, device):
-        """This tensor on ``device`` ("cpu" or "cuda"), as a new tensor of the graph.
-
-        Differentiable: the VJP moves the gradient back to this tensor's device.  On the same
-        device the data is shared, not copied.  A leaf that requires grad stays where it is, so
-        to move a model's parameters in place use ``nn.Module.to``.
-        """
-        check_device(device)
-        source = self.device
-        moved = to_device(self.data, device)
-        return make_node(moved, (self,), lambda g: (moved_to(g, source),), "to")
+        """This tensor on ``device`` ("cpu" or "cuda"), a node of the graph
+        (``minigrad.ops.shape.to_device``); to move a model's parameters use ``nn.Module.to``."""
+        return ops.shape.to_device(self, device)
 
     def astype(self, dtype):
-        """This tensor's values in another float ``dtype``.  VJP: the gradient cast back."""
-        dtype = np.dtype(dtype)
-        if not is_float_dtype(dtype):
-            raise TypeError(f"astype: {dtype} is not a float dtype")
-        source = self.dtype
-        return make_node(self.data.astype(dtype), (self,), lambda g: (g.astype(source),),
-                         "astype")
+        """This tensor's values in another float ``dtype``: ``minigrad.ops.shape.astype``."""
+        return ops.shape.astype(self, dtype)
 
     def detach(self):
         """The same data, cut from the graph (shares memory)."""
@@ -170,45 +151,45 @@ class Tensor:
 
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor too."""
-        self._retains_grad = True
+        self.retains_grad = True
         return self
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's total gradient is known.
 
-        The hook may return a replacement array of the same shape (or None to keep the
-        gradient); the result is what flows on to the parents and into ``.grad``.
+        The hook receives the gradient as a Tensor and may return a replacement of the same
+        shape (a Tensor, or with a first-order backward also an array), or None to keep it; the
+        result is what flows on to the inputs and into ``.grad``.  Under ``create_graph`` the
+        replacement must be a Tensor computed with minigrad ops, so that it can be
+        differentiated.
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook: this tensor does not require grad")
         key = next(_hook_ids)
-        if self._hooks is None:
-            self._hooks = {}
-        self._hooks[key] = hook
-        return HookHandle(self._hooks, key)
+        if self.hooks is None:
+            self.hooks = {}
+        self.hooks[key] = hook
+        return HookHandle(self.hooks, key)
 
     def zero_grad(self):
         self.grad = None
 
     # --- operators (the ops live in minigrad.ops) --------------------------------------------
-    # NOTE: while a first-order backward runs its VJPs (graph's values mode), no graph is
-    # recorded and the VJPs compute with arrays: each operator is then its NumPy operator on
-    # the data (which is what the op's forward computes), at NumPy's speed.
-    __add__ = _operator("add", operator.add)
-    __radd__ = _operator("add", operator.add, reflected=True)
-    __sub__ = _operator("sub", operator.sub)
-    __rsub__ = _operator("sub", operator.sub, reflected=True)
-    __mul__ = _operator("mul", operator.mul)
-    __rmul__ = _operator("mul", operator.mul, reflected=True)
-    __truediv__ = _operator("div", operator.truediv)
-    __rtruediv__ = _operator("div", operator.truediv, reflected=True)
-    __pow__ = _operator("pow", operator.pow)
-    __rpow__ = _operator("pow", operator.pow, reflected=True)
-    __matmul__ = _operator("matmul", operator.matmul)
-    __rmatmul__ = _operator("matmul", operator.matmul, reflected=True)
+    __add__ = _operator("add")
+    __radd__ = _operator("add", reflected=True)
+    __sub__ = _operator("sub")
+    __rsub__ = _operator("sub", reflected=True)
+    __mul__ = _operator("mul")
+    __rmul__ = _operator("mul", reflected=True)
+    __truediv__ = _operator("div")
+    __rtruediv__ = _operator("div", reflected=True)
+    __pow__ = _operator("pow")
+    __rpow__ = _operator("pow", reflected=True)
+    __matmul__ = _operator("matmul")
+    __rmatmul__ = _operator("matmul", reflected=True)
 
     def __neg__(self):
-        return -self.data if _state.values_only else ops.neg(self)
+        return ops.neg(self)
 
     def __getitem__(self, index):
         return ops.getitem(self, index)
@@ -255,88 +236,7 @@ class Tensor:
 
     @property
     def T(self):
-        return self.data.T if _state.values_only else ops.transpose(self)
-
-
-def array_of(value):
-    """A Tensor's data, or the value itself: what a VJP reads from its g, which is an array in
-    values mode (a first-order backward) and a Tensor under create_graph."""
-    return value.data if isinstance(value, Tensor) else value
-
-
-def moved_to(value, device):
-    """``value`` (a Tensor or an array) on ``device``: Tensor.to, or to_device for an array."""
-    return value.to(device) if isinstance(value, Tensor) else to_device(value, device)
-
-
-def make_node(value, parents, vjp, op):
-    """Wrap an op's output array in a Tensor; record (parents, vjp) as its node when this thread
-    records and any parent requires grad.
-
-    ``vjp(g)`` returns one gradient per parent (None where a parent needs none), in the parent's
-    shape or, for a parent the op broadcast, the output's.  The VJP computes with operators and
-    minigrad's ops on g and on the tensors it closes over, so the one formula serves every order:
-    with ``create_graph`` g is a Tensor and the ops record the gradient's graph; in a first-order
-    backward (values mode) g is an array, Tensor operators act on their data and ops return
-    arrays, at NumPy's speed (``array_of(g)`` gives the array in both).  A VJP that reads the
-    op's output is written ``vjp(g, z)`` and receives it then (closing over the output tensor
-    would make it hold its own node: a reference cycle).  The arrays a VJP reads (its closure's,
-    and the output's with ``vjp(g, z)``) are held read-only until the node is freed.
-
-    In values mode (graph's thread state) make_node returns the value itself: an op called
-    inside a first-order VJP is its forward on arrays.
-    """
-    if type(value) is not np.ndarray and isinstance(value, np.generic):
-        value = np.asarray(value)  # NumPy reductions return scalars, not 0-d arrays
-    state = _state
-    if state.values_only:  # a first-order VJP: the value is all that is wanted
-        return value
-    out = Tensor._wrap(value)
-    if state.grad_enabled and any(p.requires_grad for p in parents):
-        out.requires_grad = True
-        reads_output = getattr(getattr(vjp, "__code__", None), "co_argcount", 1) == 2
-        out._node = graph.Node(op, parents, vjp, reads_output,
-                               _captured(vjp, value if reads_output else None))
-    if state.forward_observers:
-        for observe in state.forward_observers:
-            observe(out, op, parents)
-    return out
-
-
-_state = graph._state
-
-
-def _captured(vjp, output):
-    """(owner, array) for each array the VJP reads, once each: arrays its closure holds (owner
-    None), also inside tuples and lists (an index), the data of the tensors it closes over
-    (owner that tensor), and ``output`` (owner graph.OUTPUT) unless it is None."""
-    found = [] if output is None else [(graph.OUTPUT, output)]
-    for cell in vjp.__closure__ or ():
-        value = cell.cell_contents
-        if type(value) in _NOT_ARRAYS:          # flags, sizes, shapes of ints: the common cases
-            continue
-        items = value if type(value) is tuple or type(value) is list else (value,)
-        for item in items:
-            if isinstance(item, Tensor):
-                found.append((item, item.data))
-            elif type(item) is np.ndarray or (type(item) not in _NOT_ARRAYS
-                                               and isinstance(item, _array_types())):
-                found.append((None, item))
-    if len(found) > 1:  # each array once (x * x reads x twice)
-        unique = {}
-        for owner, array in found:
-            unique.setdefault(id(array), (owner, array))
-        found = list(unique.values())
-    return found
-
-
-_NOT_ARRAYS = frozenset({bool, int, float, str, slice, type(None), type(Ellipsis)})
-
-
-def _array_types():
-    """NumPy arrays and scalars, and CuPy arrays once CuPy is imported."""
-    cupy = sys.modules.get("cupy")
-    return (np.ndarray, np.generic) if cupy is None else (np.ndarray, np.generic, cupy.ndarray)
+        return ops.transpose(self)
 
 
 def as_tensor(value, like=None):
@@ -368,4 +268,4 @@ def as_tensor(value, like=None):
     return Tensor._wrap(xp.asarray(value))  # a Python list or bool, made on like's device
 
 
-from minigrad import ops  # noqa: E402  (ops import Tensor; the operators need ops)
+from minigrad import graph, ops  # noqa: E402  (both import Tensor; its methods need them)

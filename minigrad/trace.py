@@ -20,7 +20,7 @@ import collections
 import json
 import weakref
 
-from minigrad import graph
+from minigrad import grad_mode
 from minigrad.backend import namespace
 from minigrad.gradcheck.report import format_shape, format_table
 
@@ -37,14 +37,14 @@ class Trace:
     def __init__(self):
         self.records = []
         self.forward_ops = collections.Counter()
-        self._tensors = []  # weak reference to each record's output tensor, for minigrad.viz
+        self._nodes = []  # weak reference to each record's node, for minigrad.viz
         self._recording = False
 
     def __enter__(self):
         if self._recording:
             raise RuntimeError("trace: this Trace is already recording; "
                                "start a new minigrad.trace()")
-        self._observers = graph.observers()  # this thread's lists
+        self._observers = grad_mode.observers()  # this thread's lists
         self._observers[0].append(self._on_forward)
         self._observers[1].append(self._on_vjp)
         self._recording = True
@@ -61,25 +61,28 @@ class Trace:
     def _on_forward(self, out, op, parents):
         self.forward_ops[op] += 1
 
-    def _on_vjp(self, tensor, g, parent_grads, seconds):
-        node = tensor._node
-        norms = [None if pg is None else _norm(pg) for pg in parent_grads]
+    def _on_vjp(self, node, grads, input_grads, seconds):
+        g = next(g for g in grads if g is not None)   # an op with several outputs: the first
+        norms = [None if pg is None else _norm(pg) for pg in input_grads]
         self.records.append({
             "index": len(self.records),
             "op": node.op,
-            "output_shape": list(tensor.shape),
-            "input_shapes": [list(p.shape) for p in node.parents],
-            "dtype": str(tensor.dtype),
+            "output_shape": list(g.shape),
+            "input_shapes": [list(pg.shape) if pg is not None else
+                             (list(t.shape) if t is not None else None)   # None: a leaf gone
+                             for t, pg in zip(node.inputs, input_grads)],
+            "dtype": str(g.dtype),
             "grad_norm": _norm(g),
             "parent_grad_norms": norms,
             "seconds": seconds,
         })
-        self._tensors.append(weakref.ref(tensor))
+        self._nodes.append(weakref.ref(node))
 
     def edge_norms(self, tensor):
-        """{parent position: norm} of the latest record of ``tensor``'s VJP (empty if none)."""
-        for ref, record in zip(reversed(self._tensors), reversed(self.records)):
-            if ref() is tensor:
+        """{input position: norm} of the latest record of the backward of the node that made
+        ``tensor`` (empty if none)."""
+        for ref, record in zip(reversed(self._nodes), reversed(self.records)):
+            if tensor.node is not None and ref() is tensor.node:
                 return {i: n for i, n in enumerate(record["parent_grad_norms"]) if n is not None}
         return {}
 
@@ -94,7 +97,7 @@ class Trace:
     def table(self):
         """One row per VJP call, then a line of totals."""
         rows = [(r["index"], r["op"], format_shape(r["output_shape"]),
-                 " ".join(format_shape(s) for s in r["input_shapes"]), r["dtype"],
+                 " ".join("-" if s is None else format_shape(s) for s in r["input_shapes"]), r["dtype"],
                  f"{r['grad_norm']:.3e}",
                  " ".join("-" if n is None else f"{n:.3e}" for n in r["parent_grad_norms"]),
                  f"{r['seconds'] * 1e6:.1f}")

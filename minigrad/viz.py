@@ -27,8 +27,7 @@ canvas, the SVG writer for .svg): no pyplot state, no backend switched for the c
 """
 import os
 
-from minigrad.graph import topological_order
-from minigrad.graph_view import saved_bytes_of
+from minigrad.graph_view import saved_bytes_of, tensors_of
 
 _FORMATS = {".png", ".svg"}
 _FONT = 8                     # points; monospace, so a character is 0.6 em wide
@@ -49,8 +48,8 @@ def total_saved_bytes(tensor):
     may keep the same array)."""
     arrays = {}
     for t in _graph(tensor):
-        if t._node is not None:
-            arrays.update((id(a), a.nbytes) for a in t._node.saved_arrays())
+        if t.node is not None:
+            arrays.update((id(a), a.nbytes) for a in t.node.saved_arrays())
     return sum(arrays.values())
 
 
@@ -63,7 +62,7 @@ def edge_grad_norms(tensor, trace):
     norms = {}
     for t in order:
         for i, norm in trace.edge_norms(t).items():
-            norms.setdefault((keys[id(t._node.parents[i])], keys[id(t)]), []).append(norm)
+            norms.setdefault((keys[id(t.node.inputs[i])], keys[id(t)]), []).append(norm)
     return norms
 
 
@@ -103,7 +102,7 @@ def draw_graph(tensor, path, trace=None):
     _draw_edges(ax, order, position, width, trace)
     for i, t in enumerate(order):
         x, y = position[i]
-        leaf = t._node is None
+        leaf = t.node is None
         ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
                                     boxstyle="round,pad=0,rounding_size=0.06",
                                     facecolor="#e8f0fe" if leaf else "#fff8e1",
@@ -116,7 +115,7 @@ def draw_graph(tensor, path, trace=None):
 
 def _graph(tensor):
     """The tensors to draw, each after its inputs."""
-    return topological_order(tensor) if tensor.requires_grad else [tensor]
+    return tensors_of(tensor)
 
 
 def _key(i, t):
@@ -128,10 +127,10 @@ def _key(i, t):
 def _box_text(i, t):
     """Three lines: "%i name op", shape and dtype, what the node keeps for backward."""
     head = f"%{i} " + " ".join(part for part in (t.name, t.op) if part)
-    if t._node is None:
+    if t.node is None:
         head = head if t.name else f"%{i} leaf"
         kept = "has .grad" if t.grad is not None else "no .grad"
-    elif t._node.freed:
+    elif t.node.freed:
         kept = "freed by backward"
     else:
         kept = f"saves {_human_bytes(saved_bytes_of(t))}"
@@ -151,7 +150,8 @@ def _human_bytes(count):
 def _inputs(order):
     """For each node (by index in order), the indices of its inputs in the graph, with repeats."""
     index = {id(t): i for i, t in enumerate(order)}
-    return [[] if t._node is None else [index[id(p)] for p in t._node.parents if id(p) in index]
+    return [[] if t.node is None else [index[id(p)] for p in t.node.inputs
+                                       if p is not None and id(p) in index]
             for t in order]
 
 
@@ -185,11 +185,11 @@ def _draw_edges(ax, order, position, width, trace):
     """An arrow from each input to its use; with a trace, the gradient norm along it."""
     index = {id(t): i for i, t in enumerate(order)}
     for child, t in enumerate(order):
-        if t._node is None:
+        if t.node is None:
             continue
         norms = {} if trace is None else trace.edge_norms(t)
         drawn = {}  # input index -> the norms of its uses by this op (x * x uses x twice)
-        for k, p in enumerate(t._node.parents):
+        for k, p in enumerate(t.node.inputs):
             if id(p) in index:
                 drawn.setdefault(index[id(p)], []).append(norms.get(k))
         for parent, edge_norms in drawn.items():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import Tensor, graph
+from minigrad import Tensor, grad_mode, graph
 from minigrad.anomaly import AnomalyError
 from vae.model import VAE
 
@@ -89,14 +89,14 @@ def test_vae_and_mlp_without_anomaly_run_clean():
         model.loss(x, mg.random.Stream(0)).total.backward()
         mg.tanh(mlp(Tensor(rng.normal(size=(3, 5))))).sum().backward()
     assert np.all(np.isfinite(model.encoder_hidden.weight.grad))
-    assert graph.observers() == ([], [])
+    assert grad_mode.observers() == ([], [])
 
 
 def test_observers_removed_after_an_anomaly():
     with pytest.raises(AnomalyError):
         with mg.detect_anomaly():
             mg.log(Tensor(-1.0))
-    assert graph.observers() == ([], [])
+    assert grad_mode.observers() == ([], [])
 
 
 def test_normal_mode_does_not_check():
@@ -104,4 +104,4 @@ def test_normal_mode_does_not_check():
     assert np.isnan(y.data)
     root = mg.sqrt(Tensor(np.array([0.0]), requires_grad=True))
     root.sum().backward()  # an Inf gradient, silently, as without anomaly mode
-    assert graph.observers() == ([], [])
+    assert grad_mode.observers() == ([], [])

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.tensor import make_node
 from minigrad.gradcheck import TOLERANCES, GradcheckError, GradcheckWarning, gradcheck
 from minigrad.random import Stream
 
@@ -18,14 +17,41 @@ def leaf(data, name=None, dtype=np.float64):
     return mg.Tensor(np.asarray(data, dtype=dtype), requires_grad=True, name=name)
 
 
+class BadSin(mg.Function):
+    """sin with a wrong backward: g * sin(x) where g * cos(x) is right."""
+    name = "bad_sin"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (g * np.sin(x.data),)
+
+
 def bad_sin(x):
-    """sin with a wrong VJP: g * sin(x) where g * cos(x) is right."""
-    return make_node(np.sin(x.data), (x,), lambda g: (g * np.sin(x.data),), "bad_sin")
+    return BadSin.apply(x)
+
+
+class FlippedDouble(mg.Function):
+    """z = 2 x for a vector, with a backward that reverses g: right only where x is a
+    palindrome."""
+    name = "flipped_double"
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return (2 * g[::-1],)
 
 
 def flipped_double(x):
-    """z = 2 x for a vector, with a VJP that reverses g: right only where x is a palindrome."""
-    return make_node(2 * x.data, (x,), lambda g: (2 * g[::-1],), "flipped_double")
+    return FlippedDouble.apply(x)
 
 
 def worst_of_bad_sin(x):

@@ -11,7 +11,6 @@ import minigrad as mg
 from minigrad import Tensor
 from minigrad.gradcheck import sweep
 from minigrad.gradcheck.cases import CASES
-from minigrad.tensor import make_node
 
 ROOT = Path(__file__).resolve().parents[1]  # where python -m minigrad.gradcheck finds minigrad
 TANH = next(c for c in CASES if c.op == "tanh")
@@ -68,13 +67,26 @@ def test_fn_that_leaves_the_dtype_is_named():
                          dtype=np.float32)
 
 
-def wrong_in_row_one(x, w):
-    """z = x * w with a VJP for x that is 1% off in row 1."""
-    def vjp(g):  # a first-order VJP written with NumPy: g is an array then, and so are these
-        gx = g * w.data
+class WrongInRowOne(mg.Function):
+    """z = x * w with a backward for x that is 1% off in row 1, written with NumPy."""
+    name = "wrong_mul"
+    once_differentiable = True
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = g.data * w.data
         gx[1] *= 1.01
-        return gx, g * x.data
-    return make_node(x.data * w.data, (x, w), vjp, "wrong_mul")
+        return gx, g.data * x.data
+
+
+def wrong_in_row_one(x, w):
+    return WrongInRowOne.apply(x, w)
 
 
 def test_element_errors_find_the_wrong_row():

@@ -37,7 +37,7 @@ def test_total_counts_an_array_kept_by_two_nodes_once():
     x = Tensor(rng.normal(size=(2, 5)).astype(np.float32), requires_grad=True)
     z = mg.tanh(x)
     y = (z / 3.0).sum()  # tanh keeps z; div keeps z / 3 and its divisor (a 4 B scalar)
-    kept = {id(a): a.nbytes for t in (z, y._node.parents[0]) for a in t._node.saved_arrays()}
+    kept = {id(a): a.nbytes for t in (z, y.node.inputs[0]) for a in t.node.saved_arrays()}
     assert viz.total_saved_bytes(y) == sum(kept.values()) == 2 * 40 + 4
     assert sum(viz.saved_bytes(y).values()) == 2 * 40 + 4
 
@@ -118,7 +118,7 @@ def test_layers_put_each_leaf_just_before_its_first_use():
     x, w, product, z, y = small_graph()
     b = Tensor(rng.normal(size=3), requires_grad=True)
     y = (z + b).sum()  # b is first used by add, two layers after x and w
-    order = mg.graph.topological_order(y)
+    order = mg.graph_view.tensors_of(y)
     layers = viz._ordered_layers(order)
     names = [sorted(order[i].op or order[i].name or "b" for i in layer) for layer in layers]
     assert names == [["w", "x"], ["mul"], ["b", "exp"], ["add"], ["sum"]]

@@ -78,17 +78,16 @@ class VAE(nn.Module):
     def loss(self, x, stream, beta=1.0):
         """Batch mean of -ELBO with one sample of z drawn from ``stream``.
 
-        Sampling and the KL term are one fused node (``reparameterize_kl``): its backward adds
-        the KL's gradient, weighted beta / batch as in the loss, so the KL is added to the loss
-        as a value only.
+        Sampling and the KL term are one fused node (``reparameterize_kl``) with two outputs, z
+        and the KL summed; the loss weighs the KL beta / batch, which is the cotangent its
+        backward receives, so one fused kernel pass computes both gradients.
         """
         if self.posterior != "gaussian":
             return self.monte_carlo_loss(x, stream, beta, self.posterior)
         x = mg.as_tensor(x)
         batch = x.shape[0]
         mu, logvar = self.encode(x)
-        z, kl_sum = mg.reparameterize_kl(mu, logvar, beta / batch, stream=stream,
-                                         backend=self.kernel_backend)
+        z, kl_sum = mg.reparameterize_kl(mu, logvar, stream=stream, backend=self.kernel_backend)
         logits = self.decode(z)
         reconstruction = mg.binary_cross_entropy_with_logits(logits, x, reduction="sum") / batch
         kl = kl_sum / batch

@@ -316,13 +316,17 @@ case("reparameterize", "constant mu",
 
 
 def kl_loss(mu, logvar, cotangent, kl_weight, **position):
-    """<c, z> + kl_weight * kl: the function whose gradient reparameterize_kl's VJP computes.
-
-    z's backward carries kl_weight times the KL's gradient, while kl comes back without a graph;
-    adding kl as a plain value makes the differences see the same function the VJP differentiates.
-    """
-    z, kl = mg.reparameterize_kl(mu, logvar, kl_weight, **position)
+    """<c, z> + kl_weight * kl, a VAE's loss in miniature: both of reparameterize_kl's outputs
+    get a gradient, so its backward runs the fused pass."""
+    z, kl = mg.reparameterize_kl(mu, logvar, **position)
     return mg.sum(mg.mul(z, cotangent)) + kl_weight * kl
+
+
+def squared_kl_loss(mu, logvar, cotangent, kl_weight, **position):
+    """<c, z^2> + kl_weight * kl: nonlinear in z, so that a second-order pass reaches z from the
+    first pass's gradient (where a KL term added per pass through z would show)."""
+    z, kl = mg.reparameterize_kl(mu, logvar, **position)
+    return mg.sum(z * z * cotangent) + kl_weight * kl
 
 
 KL_REPARAMETERIZATIONS = [  # (label, shape, kl_weight, seed, offset, save_noise)
@@ -335,9 +339,24 @@ for label, shape, weight, seed, offset, save_noise in KL_REPARAMETERIZATIONS:
          lambda mu, logvar, c, w=weight, s=seed, o=offset, n=save_noise:
              kl_loss(mu, logvar, c, w, seed=s, offset=o, save_noise=n),
          mu=normal(*shape), logvar=normal(*shape), c=Constant(normal(*shape)))
+case("reparameterize_kl", "nonlinear in z",
+     lambda mu, logvar, c: squared_kl_loss(mu, logvar, c, 0.5, seed=5, offset=3),
+     mu=normal(2, 3), logvar=normal(2, 3), c=Constant(normal(2, 3)))
+case("reparameterize_kl", "kl alone",
+     lambda mu, logvar: mg.reparameterize_kl(mu, logvar, seed=5, offset=3)[1] * 0.5,
+     mu=normal(2, 3), logvar=normal(2, 3))
+case("reparameterize", "nonlinear in z",
+     lambda mu, logvar: mg.tanh(mg.reparameterize(mu, logvar, seed=2, offset=6)),
+     mu=normal(2, 3), logvar=normal(2, 3))
 
 for family, (seed, offset) in zip(mg.ops.families.FAMILIES, [(5, 0), (6, 11), (2**33, 3), (9, 2)]):
     case("reparameterize_family", family,
          lambda loc, log_scale, f=family, s=seed, o=offset:
              mg.reparameterize_family(loc, log_scale, f, seed=s, offset=o),
          loc=normal(2, 3), log_scale=uniform(-1.0, 1.0, 2, 3))
+    case("reparameterize_family", f"{family}, nonlinear in z",
+         lambda loc, log_scale, f=family, s=seed, o=offset:
+             mg.reparameterize_family(loc, log_scale, f, seed=s, offset=o) ** 2,
+         loc=normal(2, 3), log_scale=uniform(-1.0, 1.0, 2, 3))
+
+case("clone", "matrix", mg.clone, x=normal(2, 3))

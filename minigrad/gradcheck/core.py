@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigrad.backend import is_float_dtype, to_device
-from minigrad.graph import no_grad
+from minigrad.grad_mode import no_grad
 from minigrad.gradcheck.report import GradcheckReport, InputResult
 from minigrad.tensor import Tensor
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from minigrad.autograd import grad
 from minigrad.backend import namespace
-from minigrad.graph import enable_grad
+from minigrad.grad_mode import enable_grad
 from minigrad.gradcheck.core import GradcheckError, gradcheck
 from minigrad.ops.shape import concatenate
 from minigrad.tensor import Tensor

@@ -1,99 +1,186 @@
 """Binary arithmetic with NumPy broadcasting: add, sub, mul, div, neg, pow.
 
-Each VJP returns gradients in the broadcast shape; ``graph.unbroadcast`` reduces them.
+Each op is a Function: forward on arrays, backward on Tensors, side by side.  A backward returns
+gradients in the broadcast (output) shape; ``graph.unbroadcast`` reduces them to each input's.
 """
-import operator
-
 import numpy as np
 
 from minigrad.backend import check_same_device
+from minigrad.function import Function
 from minigrad.ops.shape import where
 from minigrad.ops.unary import log
-from minigrad.tensor import Tensor, as_tensor, make_node
+from minigrad.tensor import Tensor, as_tensor
 
 
-def _operands(op, x, y, compute):
-    """Lift scalars to tensors of the other operand's dtype (and device), check that both live
-    on one device, and return them with ``compute(x_array, y_array)``."""
-    if type(x) is not Tensor:
-        x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
-    if type(y) is not Tensor:
-        y = as_tensor(y, like=x)
-    if type(x.data) is not type(y.data):  # NOTE: settles the common case without a call
-        check_same_device(op, x.data, y.data)
-    try:
-        return x, y, compute(x.data, y.data)
-    except ValueError:  # NOTE: NumPy's own check, so a call that broadcasts pays nothing for it
-        raise ValueError(f"{op}: shapes {x.shape} and {y.shape} do not broadcast") from None
+class Add(Function):
+    """z = x + y.  Backward: gx = g, gy = g."""
+    name = "add"
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x + y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
 
 
-def add(x, y):
-    """z = x + y.  VJP: gx = g, gy = g."""
-    x, y, z = _operands("add", x, y, operator.add)
-    return make_node(z, (x, y), lambda g: (g, g), "add")
+class Sub(Function):
+    """z = x - y.  Backward: gx = g, gy = -g."""
+    name = "sub"
+
+    @staticmethod
+    def forward(ctx, x, y):
+        return x - y
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, -g
 
 
-def sub(x, y):
-    """z = x - y.  VJP: gx = g, gy = -g."""
-    x, y, z = _operands("sub", x, y, operator.sub)
-    return make_node(z, (x, y), lambda g: (g, -g), "sub")
+class Mul(Function):
+    """z = x * y.  Backward: gx = g * y, gy = g * x."""
+    name = "mul"
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad
+        return g * y if need_x else None, g * x if need_y else None
 
 
-def mul(x, y):
-    """z = x * y.  VJP: gx = g * y, gy = g * x."""
-    x, y, z = _operands("mul", x, y, operator.mul)
+class Div(Function):
+    """z = x / y.  Backward: gx = g / y, gy = -gx * z (= -g x / y^2)."""
+    name = "div"
 
-    def vjp(g):
-        return g * y if x.requires_grad else None, g * x if y.requires_grad else None
-    return make_node(z, (x, y), vjp, "mul")
+    @staticmethod
+    def forward(ctx, x, y):
+        z = x / y
+        ctx.save_for_backward(y, z)
+        return z
 
-
-def div(x, y):
-    """z = x / y.  VJP: gx = g / y, gy = -gx * z (= -g x / y^2)."""
-    x, y, z = _operands("div", x, y, operator.truediv)
-    need_x, need_y = x.requires_grad, y.requires_grad
-
-    def vjp(g, z):
+    @staticmethod
+    def backward(ctx, g):
+        y, z = ctx.saved_tensors
         gx = g / y
-        return gx if need_x else None, -gx * z if need_y else None
-    return make_node(z, (x, y), vjp, "div")
+        return gx, -gx * z if ctx.needs_input_grad[1] else None
 
 
-def neg(x):
-    """z = -x.  VJP: gx = -g."""
-    x = as_tensor(x)
-    return make_node(-x.data, (x,), lambda g: (-g,), "neg")
+class Neg(Function):
+    """z = -x.  Backward: gx = -g."""
+    name = "neg"
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, g):
+        return (-g,)
 
 
-def pow(x, exponent):
-    """z = x ** p.
+class PowScalar(Function):
+    """z = x ** p for a number p.  Backward: gx = g * p * x ** (p - 1), itself a pow, so any
+    order works; for p = 0, gx = 0 (x^0 is constant)."""
+    name = "pow"
 
-    Scalar p: gx = g * p * x ** (p - 1) (itself a pow, so any order works).
-    Tensor p: additionally gp = g * z * log(x), defined for x > 0, with PyTorch's values
+    @staticmethod
+    def forward(ctx, x, *, exponent):
+        ctx.exponent = exponent
+        ctx.save_for_backward(x)
+        return x ** exponent
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        p = ctx.exponent
+        return (g * 0.0 if p == 0 else g * p * x ** (p - 1),)
+
+
+class Pow(Function):
+    """z = x ** p for a tensor p.
+
+    gx = g * p * x ** (p - 1), and gp = g * z * log(x), defined for x > 0, with PyTorch's values
     elsewhere: 0 where x == 0 and p >= 0 (the limit from p > 0, where z is 0; at p = 0 too),
     -inf where x == 0 and p < 0 (z * log(x) = inf * -inf) and NaN where x < 0 (no real
     derivative in p).  Where p == 0, gx = 0: x^0 is constant (0 * x^-1 would be NaN at 0).
     The masked places compute with harmless stand-ins (p = 1, x = 1), so that no NaN or Inf
     hides in an unselected branch, where a second derivative would pick it up.
     """
-    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-        x = as_tensor(x)
-        p = exponent
+    name = "pow"
 
-        def vjp_scalar(g):
-            return (g * 0.0 if p == 0 else g * p * x ** (p - 1),)
-        return make_node(x.data ** p, (x,), vjp_scalar, "pow")
+    @staticmethod
+    def forward(ctx, x, p):
+        z = x ** p
+        ctx.save_for_backward(x, p, z)
+        return z
 
-    x, p, z = _operands("pow", x, exponent, operator.pow)
-
-    def vjp(g, z):
+    @staticmethod
+    def backward(ctx, g):
+        x, p, z = ctx.saved_tensors
         gx = gp = None
-        if x.requires_grad:
+        if ctx.needs_input_grad[0]:
             constant = p.data == 0
             gx = g * where(constant, 0.0, p * x ** where(constant, 1.0, p - 1))
-        if p.requires_grad:
+        if ctx.needs_input_grad[1]:
             limit = (x.data == 0) & (p.data >= 0)
             with np.errstate(divide="ignore", invalid="ignore"):  # log(x <= 0) is deliberate
                 gp = g * where(limit, 0.0, z * log(where(limit, 1.0, x)))
         return gx, gp
-    return make_node(z, (x, p), vjp, "pow")
+
+
+def _binary(function, x, y):
+    """``function`` applied to x and y, scalars lifted to tensors of the other operand's dtype
+    (and device); both must live on one device and broadcast together."""
+    if type(x) is not Tensor:
+        x = as_tensor(x, like=y if isinstance(y, Tensor) else None)
+    if type(y) is not Tensor:
+        y = as_tensor(y, like=x)
+    if type(x.data) is not type(y.data):  # NOTE: settles the common case without a call
+        check_same_device(function.name, x.data, y.data)
+    try:
+        return function.apply(x, y)
+    except ValueError:  # NOTE: NumPy's own check, so a call that broadcasts pays nothing for it
+        try:
+            np.broadcast_shapes(x.shape, y.shape)
+        except ValueError:
+            raise ValueError(f"{function.name}: shapes {x.shape} and {y.shape} do not "
+                             "broadcast") from None
+        raise
+
+
+def add(x, y):
+    """z = x + y (``Add``)."""
+    return _binary(Add, x, y)
+
+
+def sub(x, y):
+    """z = x - y (``Sub``)."""
+    return _binary(Sub, x, y)
+
+
+def mul(x, y):
+    """z = x * y (``Mul``)."""
+    return _binary(Mul, x, y)
+
+
+def div(x, y):
+    """z = x / y (``Div``)."""
+    return _binary(Div, x, y)
+
+
+def neg(x):
+    """z = -x (``Neg``)."""
+    return Neg.apply(as_tensor(x))
+
+
+def pow(x, exponent):
+    """z = x ** exponent: ``PowScalar`` for a Python number, else ``Pow``."""
+    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+        return PowScalar.apply(as_tensor(x), exponent=exponent)
+    return _binary(Pow, x, exponent)

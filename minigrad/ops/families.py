@@ -12,41 +12,61 @@ import math
 from kernels import families as kernel
 from kernels.contract import check_float_dtype, check_shape
 from minigrad.ops.reparam import _position
+from minigrad.function import Function
 from minigrad.ops.unary import exp, relu, softplus
-from minigrad.tensor import array_of, as_tensor, make_node
+from minigrad.tensor import as_tensor
 
 FAMILIES = kernel.FAMILIES
 MOMENTS = kernel.MOMENTS  # family -> (mean, variance) of the standard family
 
 
-def reparameterize_family(loc, log_scale, family, *, seed=None, offset=None, stream=None):
+class ReparameterizeFamily(Function):
     """z = loc + b * eps with b = e^{log_scale}, eps drawn from the standard ``family``.
+    Backward: gloc = g, glog_scale = g * b * eps (``ScaleTerm``), eps regenerated."""
+    name = "reparameterize_family"
 
-    Give either ``seed`` and ``offset`` or a ``Stream`` (which advances by loc.size).
-    VJP: gloc = g, glog_scale = g * b * eps, eps regenerated from (seed, offset), never stored.
-    """
+    @staticmethod
+    def forward(ctx, loc, log_scale, *, family, seed, offset):
+        ctx.family, ctx.seed, ctx.offset = family, seed, offset
+        ctx.save_for_backward(log_scale)
+        return kernel.forward(loc, log_scale, family, seed, offset)
+
+    @staticmethod
+    def backward(ctx, g):
+        (log_scale,) = ctx.saved_tensors
+        return g, ScaleTerm.apply(g, log_scale, family=ctx.family, seed=ctx.seed,
+                                  offset=ctx.offset)
+
+
+class ScaleTerm(Function):
+    """h = g * b * eps, b = e^{log_scale}: the gradient for log_scale as a node of (g, log_scale),
+    eps regenerated from (seed, offset).  Backward, with dh/dg = b eps and dh/dlog_scale = h:
+    gg = h(u), glog_scale = h(u * g), the same node again, so every order works."""
+    name = "reparameterize_family_grad_log_scale"
+
+    @staticmethod
+    def forward(ctx, g, log_scale, *, family, seed, offset):
+        ctx.family, ctx.seed, ctx.offset = family, seed, offset
+        ctx.save_for_backward(g, log_scale)
+        return kernel.backward(g, log_scale, family, seed, offset)[1]
+
+    @staticmethod
+    def backward(ctx, u):
+        g, log_scale = ctx.saved_tensors
+        draw = {"family": ctx.family, "seed": ctx.seed, "offset": ctx.offset}
+        return ScaleTerm.apply(u, log_scale, **draw), ScaleTerm.apply(u * g, log_scale, **draw)
+
+
+def reparameterize_family(loc, log_scale, family, *, seed=None, offset=None, stream=None):
+    """z = loc + b * eps with b = e^{log_scale}, eps drawn from the standard ``family``
+    (``ReparameterizeFamily``).  Give either ``seed`` and ``offset`` or a ``Stream`` (which
+    advances by loc.size)."""
     loc, log_scale = as_tensor(loc), as_tensor(log_scale)
     kernel.check_family("reparameterize_family", family)
     # the kernel checks shapes and dtypes; checked here too so a bad call never advances a stream
     kernel.check_inputs("reparameterize_family", loc.data, log_scale.data)
     seed, offset = _position("reparameterize_family", loc.size, seed, offset, stream)
-    z = kernel.forward(loc.data, log_scale.data, family, seed, offset)
-
-    def vjp(g):
-        return g, _scale_term(g, log_scale, family, seed, offset)
-    return make_node(z, (loc, log_scale), vjp, f"reparameterize_{family}")
-
-
-def _scale_term(g, log_scale, family, seed, offset):
-    """h = g * b * eps, b = e^{log_scale}: the gradient for log_scale as a node of (g, log_scale),
-    eps regenerated from (seed, offset).  VJP, with dh/dg = b eps and dh/dlog_scale = h:
-    gg = h(u), glog_scale = h(u * g), the same node again, so every order works."""
-    _, value = kernel.backward(array_of(g), log_scale.data, family, seed, offset)
-
-    def vjp(u):
-        return (_scale_term(u, log_scale, family, seed, offset),
-                _scale_term(u * g, log_scale, family, seed, offset))
-    return make_node(value, (g, log_scale), vjp, f"reparameterize_{family}_grad_log_scale")
+    return ReparameterizeFamily.apply(loc, log_scale, family=family, seed=seed, offset=offset)
 
 
 def log_prob(z, loc, log_scale, family):

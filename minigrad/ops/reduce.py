@@ -1,17 +1,20 @@
 """Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``).
 
-Each VJP broadcasts the reduced gradient back with the differentiable ``broadcast_to`` (whose own
+Each backward broadcasts the reduced gradient back with the differentiable ``broadcast_to`` (whose own
 VJP sums again), so every order works.
 
 Over an empty axis, sum is 0 (its identity); max, logsumexp and log_softmax have no identity and
 mean divides by 0, so they raise a ValueError naming the axis instead of NumPy's error or NaN.
 """
+import math
+
 import numpy as np
 
 from minigrad.backend import namespace
+from minigrad.function import Function
 from minigrad.ops.shape import broadcast_to
 from minigrad.ops.unary import exp
-from minigrad.tensor import as_tensor, make_node
+from minigrad.tensor import as_tensor
 
 
 def _axes(axis, ndim):
@@ -60,45 +63,58 @@ def check_numpy_keywords(method, x, dtype, out):
                         f"the tensor's dtype {x.dtype}, so leave dtype=None")
 
 
-def sum(x, axis=None, keepdims=False):
-    """z = sum of x over ``axis``.  VJP: gx = g broadcast back over the summed axes."""
-    x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
-    z = x.data.sum(axis=axes, keepdims=keepdims)
-    shape = x.shape  # the VJP needs only the shape, so the node keeps no array
-    return make_node(z, (x,), lambda g: (_expand(g, shape, axes, keepdims),), "sum")
+class Sum(Function):
+    """z = sum of x over ``axes``.  Backward: gx = g broadcast back over the summed axes."""
+    name = "sum"
+
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdims):
+        ctx.shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims  # no array is read back
+        return x.sum(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (_expand(g, ctx.shape, ctx.axes, ctx.keepdims),)
 
 
-def mean(x, axis=None, keepdims=False):
-    """z = sum(x) / m over ``axis``, m the number of elements reduced.  VJP: gx = g / m broadcast."""
-    x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
-    _nonempty("mean", x.shape, axes, "the mean of no elements is 0 / 0")
-    count = 1
-    for a in axes:
-        count *= x.shape[a]
-    z = x.data.mean(axis=axes, keepdims=keepdims)
-    shape = x.shape
-    return make_node(z, (x,), lambda g: (_expand(g / count, shape, axes, keepdims),), "mean")
+class Mean(Function):
+    """z = sum(x) / m over ``axes``, m the number of elements reduced.
+    Backward: gx = g / m broadcast back."""
+    name = "mean"
+
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdims):
+        ctx.shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
+        ctx.count = math.prod(x.shape[a] for a in axes)
+        return x.mean(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (_expand(g / ctx.count, ctx.shape, ctx.axes, ctx.keepdims),)
 
 
-def max(x, axis=None, keepdims=False):
-    """z = max of x over ``axis``.
+class Max(Function):
+    """z = max of x over ``axes``.
 
-    VJP: g flows to the maximal elements; k tied maxima each get g / k (the subgradient
+    Backward: g flows to the maximal elements; k tied maxima each get g / k (the subgradient
     chosen at ties, as JAX does), so the gradient sums to g whatever the ties.  The shares are
     constants, so the second derivative is 0 (PyTorch's convention for max).
     """
-    x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
-    _nonempty("max", x.shape, axes)
-    z = x.data.max(axis=axes, keepdims=True)
+    name = "max"
 
-    def vjp(g):
-        is_max = x.data == z
-        share = is_max / is_max.sum(axis=axes, keepdims=True)   # a constant: max'' = 0
-        return (_expand(g, x.shape, axes, keepdims) * share.astype(x.dtype),)
-    return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "max")
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdims):
+        z = x.max(axis=axes, keepdims=True)
+        ctx.axes, ctx.keepdims = axes, keepdims
+        ctx.save_for_backward(x, z)
+        return z if keepdims else z.squeeze(axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, z = ctx.saved_tensors
+        is_max = x.data == z.data
+        share = is_max / is_max.sum(axis=ctx.axes, keepdims=True)   # a constant: max'' = 0
+        return (_expand(g, x.shape, ctx.axes, ctx.keepdims) * share.astype(x.dtype),)
 
 
 def _logsumexp(xp, x, axes):
@@ -109,28 +125,76 @@ def _logsumexp(xp, x, axes):
         return m + xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True))
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """z = ln sum_i e^{x_i} over ``axis``.  VJP: gx = g * softmax(x) = g * e^{x - z}."""
+class LogSumExp(Function):
+    """z = ln sum_i e^{x_i} over ``axes``.  Backward: gx = g * softmax(x) = g * e^{x - z}."""
+    name = "logsumexp"
+
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdims):
+        z = _logsumexp(namespace(x), x, axes)
+        z = z if keepdims else z.squeeze(axes)
+        ctx.axes, ctx.keepdims = axes, keepdims
+        ctx.save_for_backward(x, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        x, z = ctx.saved_tensors
+        kept = _kept(x.shape, ctx.axes)
+        z = z if ctx.keepdims else z.reshape(kept)
+        return (_expand(g, x.shape, ctx.axes, ctx.keepdims) * exp(x - z),)
+
+
+class LogSoftmax(Function):
+    """z = x - logsumexp(x, axes).  Backward: gx = g - softmax(x) * sum(g, axes)."""
+    name = "log_softmax"
+
+    @staticmethod
+    def forward(ctx, x, *, axes):
+        z = x - _logsumexp(namespace(x), x, axes)
+        ctx.axes = axes
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g - exp(z) * g.sum(axis=ctx.axes, keepdims=True),)
+
+
+def sum(x, axis=None, keepdims=False):
+    """z = sum of x over ``axis`` (int, tuple or None for all) (``Sum``)."""
     x = as_tensor(x)
-    xp = namespace(x.data)
+    return Sum.apply(x, axes=_axes(axis, x.ndim), keepdims=keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    """z = the mean of x over ``axis`` (``Mean``)."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    _nonempty("mean", x.shape, axes, "the mean of no elements is 0 / 0")
+    return Mean.apply(x, axes=axes, keepdims=keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    """z = the largest element of x over ``axis`` (``Max``)."""
+    x = as_tensor(x)
+    axes = _axes(axis, x.ndim)
+    _nonempty("max", x.shape, axes)
+    return Max.apply(x, axes=axes, keepdims=keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """z = ln sum e^x over ``axis`` (``LogSumExp``)."""
+    x = as_tensor(x)
     axes = _axes(axis, x.ndim)
     _nonempty("logsumexp", x.shape, axes)
-    z = _logsumexp(xp, x.data, axes)
-
-    def vjp(g, z):
-        z = z if keepdims else z.reshape(_kept(x.shape, axes))
-        return (_expand(g, x.shape, axes, keepdims) * exp(x - z),)
-    return make_node(z if keepdims else z.squeeze(axes), (x,), vjp, "logsumexp")
+    return LogSumExp.apply(x, axes=axes, keepdims=keepdims)
 
 
 def log_softmax(x, axis=-1):
-    """z = x - logsumexp(x, axis).  VJP: gx = g - softmax(x) * sum(g, axis)."""
+    """z = x - logsumexp(x, axis) (``LogSoftmax``)."""
     x = as_tensor(x)
-    xp = namespace(x.data)
     axes = _axes(axis, x.ndim)
     _nonempty("log_softmax", x.shape, axes, "its logsumexp has no identity")
-    z = x.data - _logsumexp(xp, x.data, axes)
-
-    def vjp(g, z):
-        return (g - exp(z) * g.sum(axis=axes, keepdims=True),)
-    return make_node(z, (x,), vjp, "log_softmax")
+    return LogSoftmax.apply(x, axes=axes)

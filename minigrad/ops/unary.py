@@ -1,44 +1,95 @@
 """Elementwise functions: exp, expm1, log, sqrt, tanh, sigmoid, relu, softplus.
 
-VJPs that are cheapest in terms of the output read it (``vjp(g, z)``): exp, expm1, sqrt, tanh,
-sigmoid.  Second derivatives follow from the VJPs being minigrad ops; at relu's kink the mask
-[x > 0] is a constant, so relu'' = 0 everywhere (PyTorch's convention).
+Ops whose derivative is cheapest in terms of their output save the output (exp, expm1, sqrt,
+tanh, sigmoid); second derivatives follow from the backward formulas being minigrad ops.  At
+relu's kink the mask [x > 0] is a constant, so relu'' = 0 everywhere (PyTorch's convention).
 """
 from minigrad.backend import namespace
-from minigrad.tensor import as_tensor, make_node
+from minigrad.function import Function
+from minigrad.tensor import as_tensor
 
 
-def exp(x):
-    """z = e^x.  VJP: gx = g * z."""
-    x = as_tensor(x)
-    return make_node(namespace(x.data).exp(x.data), (x,), lambda g, z: (g * z,), "exp")
+class Exp(Function):
+    """z = e^x.  Backward: gx = g * z."""
+    name = "exp"
+
+    @staticmethod
+    def forward(ctx, x):
+        z = namespace(x).exp(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g * z,)
 
 
-def expm1(x):
-    """z = e^x - 1, exact for small x.  VJP: gx = g * (z + 1)."""
-    x = as_tensor(x)
-    return make_node(namespace(x.data).expm1(x.data), (x,), lambda g, z: (g * (z + 1),), "expm1")
+class Expm1(Function):
+    """z = e^x - 1, exact for small x.  Backward: gx = g * (z + 1)."""
+    name = "expm1"
+
+    @staticmethod
+    def forward(ctx, x):
+        z = namespace(x).expm1(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g * (z + 1),)
 
 
-def log(x):
-    """z = ln x.  VJP: gx = g / x."""
-    x = as_tensor(x)
-    return make_node(namespace(x.data).log(x.data), (x,), lambda g: (g / x,), "log")
+class Log(Function):
+    """z = ln x.  Backward: gx = g / x."""
+    name = "log"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return namespace(x).log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (g / x,)
 
 
-def sqrt(x):
-    """z = sqrt(x).  VJP: gx = g / (2 z) (infinite at x = 0)."""
-    x = as_tensor(x)
-    return make_node(namespace(x.data).sqrt(x.data), (x,), lambda g, z: (g / (z * 2),), "sqrt")
+class Sqrt(Function):
+    """z = sqrt(x).  Backward: gx = g / (2 z) (infinite at x = 0)."""
+    name = "sqrt"
+
+    @staticmethod
+    def forward(ctx, x):
+        z = namespace(x).sqrt(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g / (z * 2),)
 
 
-def tanh(x):
-    """z = tanh x.  VJP: gx = g * (1 - z^2)."""
-    x = as_tensor(x)
-    return make_node(namespace(x.data).tanh(x.data), (x,), lambda g, z: (g * (1 - z * z),), "tanh")
+class Tanh(Function):
+    """z = tanh x.  Backward: gx = g * (1 - z^2)."""
+    name = "tanh"
+
+    @staticmethod
+    def forward(ctx, x):
+        z = namespace(x).tanh(x)
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g * (1 - z * z),)
 
 
-def _sigmoid(xp, x):
+def sigmoid_array(xp, x):
+    """1 / (1 + e^-x) of an array, without overflow."""
     # NOTE: sigmoid(x) = exp(min(x, 0) - ln(1 + e^-|x|)): e^-|x| never overflows, and
     # min(x, 0) = (x - |x|) / 2 exactly.  Branch-free on purpose: a select over random signs
     # (np.where) runs about 8x slower than this whole expression.
@@ -46,30 +97,85 @@ def _sigmoid(xp, x):
     return xp.exp((x - magnitude) * 0.5 - xp.log1p(xp.exp(-magnitude)))
 
 
+class Sigmoid(Function):
+    """z = 1 / (1 + e^-x), computed without overflow.  Backward: gx = g * z * (1 - z).
+
+    ``value``: the sigmoid of x when the caller has it already (a loss that computed
+    ln(1 + e^-|x|) for its forward gets it for one more exp); it becomes the output."""
+    name = "sigmoid"
+
+    @staticmethod
+    def forward(ctx, x, *, value=None):
+        z = sigmoid_array(namespace(x), x) if value is None else value
+        ctx.save_for_backward(z)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return (g * z * (1 - z),)
+
+
+class Relu(Function):
+    """z = max(x, 0).  Backward: gx = g * [x > 0]; at the kink relu'(0) = 0 (the subgradient
+    chosen), and the mask is a constant, so relu'' = 0."""
+    name = "relu"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return namespace(x).maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (g * (x.data > 0),)
+
+
+class Softplus(Function):
+    """z = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|), stable for large |x|.
+    Backward: gx = g * sigmoid(x)."""
+    name = "softplus"
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        xp = namespace(x)
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (g * sigmoid(x),)
+
+
+def exp(x):
+    return Exp.apply(as_tensor(x))
+
+
+def expm1(x):
+    return Expm1.apply(as_tensor(x))
+
+
+def log(x):
+    return Log.apply(as_tensor(x))
+
+
+def sqrt(x):
+    return Sqrt.apply(as_tensor(x))
+
+
+def tanh(x):
+    return Tanh.apply(as_tensor(x))
+
+
 def sigmoid(x):
-    """z = 1 / (1 + e^-x), computed without overflow.  VJP: gx = g * z * (1 - z)."""
-    x = as_tensor(x)
-    return sigmoid_node(x, _sigmoid(namespace(x.data), x.data))
-
-
-def sigmoid_node(x, z):
-    """The sigmoid of tensor x as a node whose value z (an array) is known already: a loss that
-    computed ln(1 + e^-|x|) for its forward gets the sigmoid for one more exp."""
-    return make_node(z, (x,), lambda g, z: (g * z * (1 - z),), "sigmoid")
+    return Sigmoid.apply(as_tensor(x))
 
 
 def relu(x):
-    """z = max(x, 0).  VJP: gx = g * [x > 0]; at the kink relu'(0) = 0 (the subgradient chosen),
-    and the mask is a constant, so relu'' = 0."""
-    x = as_tensor(x)
-    z = namespace(x.data).maximum(x.data, 0)
-    return make_node(z, (x,), lambda g: (g * (x.data > 0),), "relu")
+    return Relu.apply(as_tensor(x))
 
 
 def softplus(x):
-    """z = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|), stable for large |x|.
-    VJP: gx = g * sigmoid(x)."""
-    x = as_tensor(x)
-    xp = namespace(x.data)
-    z = xp.maximum(x.data, 0) + xp.log1p(xp.exp(-xp.abs(x.data)))
-    return make_node(z, (x,), lambda g: (g * sigmoid(x),), "softplus")
+    return Softplus.apply(as_tensor(x))
