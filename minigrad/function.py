@@ -1,5 +1,5 @@
-"""The op contract: every differentiable op, built-in or your own, is a ``Function`` whose
-forward and backward stand side by side.
+"""The op contract: every differentiable op, built in or your own, is a ``Function`` whose
+forward and backward stand side by side (docs/custom-ops.md writes one from scratch).
 
     class Mul(Function):                     # z = x * y;  gx = g * y, gy = g * x
         name = "mul"
@@ -10,38 +10,27 @@ forward and backward stand side by side.
             return x * y
 
         @staticmethod
-        def backward(ctx, g):                # Tensors in, one gradient per input out
+        def backward(ctx, g):                # Tensors in, a gradient per input out
             x, y = ctx.saved_tensors
             return g * y, g * x
 
-    z = Mul.apply(x, y)
+    z = Mul.apply(x, y)    # inputs are Tensors; constants (an axis, a seed) go by keyword
 
-The rules, each checked where a user can get it wrong:
-- ``apply(*inputs, **constants)``: the positional arguments are the op's inputs, Tensors (one
-  gradient each); keyword arguments are constants (an axis, a shape, a seed), passed to forward
-  as they are.  forward receives the inputs' arrays and returns the output array, or a tuple of
-  arrays for an op with several outputs; ``apply`` returns Tensors in the same form.
-- ``ctx`` is the op's node in the graph.  ``ctx.save_for_backward(*arrays)`` declares what
-  backward reads: arrays forward received or returned (backward gets back the input or output
-  Tensor itself, through which a second derivative flows) or any other array (backward gets it
-  as a constant Tensor); None stands for a value this call does not need.  They are held read-only until backward has run (``minigrad.saved``).
-  Other attributes of ctx hold plain constants (shapes, axes, flags); an array or Tensor put
-  there is refused, since it would escape that protection.  ``ctx.needs_input_grad`` says which
-  inputs want a gradient, so that forward saves only what their formulas read.
-- ``backward(ctx, *grads)`` gets one gradient per output (None for an output that received none:
-  only ops with several outputs see it) and returns a tuple with one gradient per input (None
-  where an input needs none), in the input's shape or, for an input the op broadcast, the
-  output's (``graph.unbroadcast`` reduces it).  It computes with minigrad ops on Tensors: in a
-  first-order backward grad mode is off, so those ops record nothing and cost their NumPy call
-  and a wrapper; with ``create_graph=True`` they record, and the gradient can be differentiated
-  again.  A backward written with NumPy on arrays cannot be: its class says
-  ``once_differentiable = True``, its backward may return arrays, and ``create_graph`` through it
-  is refused naming the op (never a silent zero second derivative).
-- A node keeps alive the inputs that other ops made (the graph) and the constants, but not the
-  leaves that require grad (parameters): those are the caller's to keep.  So a gradient stored in
-  a leaf's ``.grad`` never holds its leaf alive, no reference cycle forms (not even through
-  ``create_graph``), and a graph dropped unused releases its arrays as soon as its last tensor
-  goes.
+- ``ctx`` is the op's ``Node`` in the graph.  ``ctx.save_for_backward(*arrays)`` declares what
+  backward reads; ``ctx.saved_tensors`` gives back the input or output Tensor an array came from
+  (a second derivative flows through it), or a constant Tensor for any other array (None for
+  None).  Declared arrays are read-only until backward has run (``minigrad.saved``); an array
+  put on ctx as an attribute is refused, since it would escape that.
+- ``backward(ctx, *grads)`` gets one gradient per output (None for an output that got none) and
+  returns a tuple with one gradient per input (None where none is needed), in the input's shape
+  or, for an input the op broadcast, the output's.  It computes with minigrad ops on Tensors:
+  grad mode is off in a first-order backward, on with ``create_graph``, so one formula serves
+  every order.  A backward on arrays says ``once_differentiable = True``, and ``create_graph``
+  through it is refused, never a silent zero.
+- A node keeps alive the inputs other ops made and the constants, but not the leaves that
+  require grad (parameters): the caller keeps those.  So ``.grad`` never holds its own leaf
+  alive, no reference cycle forms (not even with ``create_graph``), and a dropped graph lets go
+  of its arrays at once.
 
 A forward-mode rule will stand beside ``backward`` in the same class.
 """
@@ -137,7 +126,9 @@ class Node:
 
     # --- what an op's forward and backward use ---------------------------------------------
     def save_for_backward(self, *arrays):
-        """Declare the arrays backward reads (module docstring); call once, in forward."""
+        """Declare the arrays backward reads (module docstring); call once, in forward.  Save
+        only what a wanted gradient reads (``ctx.needs_input_grad``): a first layer never needs
+        to keep its weight."""
         self._saved = arrays
 
     @property
@@ -190,7 +181,7 @@ class Node:
             arrays = [a for _, _, a in self._saved]
             for a in tuple(arrays):
                 if getattr(a, "base", None) is not None:   # a view: hold what it views too
-                    arrays.extend(_viewed_upstream(a, inputs))
+                    arrays.extend(saved.viewed_upstream(a, inputs))
             self._holds = saved.hold(arrays, self.op)
 
     def _output(self, index):
@@ -263,24 +254,6 @@ def _source(op, array, inputs, outputs, values):
         if out.data is array or value is array:
             return "output", j, out.data
     return "constant", None, array
-
-
-def _viewed_upstream(array, inputs):
-    """The arrays of the tensors on the graph's way to ``array`` that share its memory: a saved
-    ``w.T`` is held with ``w.data``, since a write to either changes what backward reads (NumPy
-    records only the memory's owner as a view's base, not the array it was taken from)."""
-    found, stack, seen = [], list(inputs), set()
-    while stack:
-        t = stack.pop()
-        if t is None or id(t) in seen or type(t.data) is not np.ndarray \
-                or not np.may_share_memory(t.data, array):
-            continue
-        seen.add(id(t))
-        if t.data is not array:
-            found.append(t.data)
-        if t.node is not None:
-            stack.extend(t.node.inputs)
-    return found
 
 
 def check_constants(ctx):

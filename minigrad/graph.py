@@ -17,11 +17,10 @@ pass that changed since the forward (``minigrad.saved``).
 import threading
 import time
 
-import numpy as np
-
 from minigrad import saved
-from minigrad.backend import check_same_device, namespace
+from minigrad.backend import namespace
 from minigrad.grad_mode import set_grad_enabled, state
+from minigrad.gradients import as_gradient, checked_result
 from minigrad.tensor import Tensor
 
 _accumulating = threading.Lock()   # threads adding into one leaf's .grad take turns
@@ -39,14 +38,12 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """
     pending = _Pending()
     for root, grad in zip(roots, grads):
-        pending.add(root, _seed(root, grad, create_graph))
+        pending.add(root, _seed(root, grad))
     order = topological_order(roots)
     if inputs is not None:
         order = _leading_to(order, inputs)
-    wanted = None if inputs is None else {id(t) for t in inputs}
-    found, released = {}, []
-    handed_out = {id(g.data) for g in pending.all()}   # arrays a .grad must not share
-    observers = state.backward_observers
+    arrival = _Arrival(inputs, create_graph, pending)
+    released, observers = [], state.backward_observers
     forward_observers, state.forward_observers = state.forward_observers, []  # not the forward's
     try:
         with set_grad_enabled(create_graph):
@@ -54,17 +51,14 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 grads_out = pending.take(node)
                 if grads_out is None:
                     continue
-                for out, g in zip(node.outputs, grads_out):   # gradients now complete
-                    if out is not None and g is not None:
-                        grads_out[out.output_index] = g = _hooked(out, g, create_graph)
-                        if wanted is not None and id(out) in wanted:
-                            found[id(out)] = g
-                        elif wanted is None and out.retains_grad:
-                            _accumulate(out, g, create_graph, handed_out)
+                for out in node.outputs:   # their gradients are complete now
+                    if out is not None and grads_out[out.output_index] is not None:
+                        grads_out[out.output_index] = arrival.arrive(
+                            out, grads_out[out.output_index])
                 started = time.perf_counter()
                 node_inputs = node.inputs
-                input_grads = _checked(node, node_inputs,
-                                       node.run_backward(grads_out, create_graph))
+                input_grads = checked_result(node, node_inputs,
+                                             node.run_backward(grads_out, create_graph))
                 for t, g in zip(node_inputs, input_grads):
                     if g is not None and t is not None:
                         pending.add(t, g)
@@ -73,18 +67,31 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 if not retain_graph:
                     released.append(node.free())
             for leaf, g in pending.leaves():
-                if wanted is None or id(leaf) in wanted:
-                    g = _hooked(leaf, g, create_graph)
-                    if wanted is not None:
-                        found[id(leaf)] = g
-                    else:
-                        _accumulate(leaf, g, create_graph, handed_out)
+                arrival.arrive(leaf, g)
     finally:
         state.forward_observers = forward_observers
         saved.release(released)
-    if inputs is not None:
-        return [found.get(id(t)) for t in inputs]
-    return None
+    return None if inputs is None else [arrival.found.get(id(t)) for t in inputs]
+
+
+class _Arrival:
+    """Where a tensor's complete gradient goes, after its hooks: returned by ``grad`` (``inputs``
+    given and the tensor among them), or else into ``.grad`` (a leaf, or ``retain_grad``)."""
+
+    def __init__(self, inputs, create_graph, pending):
+        self.wanted = None if inputs is None else {id(t) for t in inputs}
+        self.create_graph = create_graph
+        self.found = {}
+        self.handed_out = {id(g.data) for g in pending.all()}  # arrays a .grad must not share
+
+    def arrive(self, tensor, g):
+        g = _hooked(tensor, g, self.create_graph)
+        if self.wanted is not None:
+            if id(tensor) in self.wanted:
+                self.found[id(tensor)] = g
+        elif tensor.node is None or tensor.retains_grad:
+            _accumulate(tensor, g, self.create_graph, self.handed_out)
+        return g
 
 
 class _Pending:
@@ -105,7 +112,7 @@ class _Pending:
             return
         slots = self.nodes.get(id(node))
         if slots is None:
-            slots = self.nodes[id(node)] = [None] * len(node._output_refs)
+            slots = self.nodes[id(node)] = [None] * len(node.outputs)
         i = tensor.output_index
         slots[i] = g if slots[i] is None else slots[i] + g
 
@@ -164,7 +171,7 @@ def _leading_to(order, inputs):
     return kept
 
 
-def _seed(root, grad, create_graph):
+def _seed(root, grad):
     """The cotangent a root starts with: ones for a one-element root, else ``grad`` checked."""
     if not root.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad (no input had "
@@ -173,8 +180,8 @@ def _seed(root, grad, create_graph):
         if root.size != 1:
             raise RuntimeError(f"backward: grad can be omitted only for a one-element output; "
                                f"this output has shape {root.shape}")
-        return Tensor._wrap(namespace(root.data).ones_like(root.data))
-    return _as_gradient(grad, root, "backward: grad", "the output", arrays_allowed=True)
+        return Tensor(namespace(root.data).ones_like(root.data))
+    return as_gradient(grad, root, "backward: grad", "the output", arrays_allowed=True)
 
 
 def _hooked(tensor, g, create_graph):
@@ -183,8 +190,8 @@ def _hooked(tensor, g, create_graph):
         for hook in list(tensor.hooks.values()):
             replaced = hook(g)
             if replaced is not None:
-                g = _as_gradient(replaced, tensor, "register_hook: a hook returned a gradient",
-                                 "a tensor", arrays_allowed=not create_graph)
+                g = as_gradient(replaced, tensor, "register_hook: a hook returned a gradient",
+                                "a tensor", arrays_allowed=not create_graph)
     return g
 
 
@@ -216,82 +223,6 @@ def _data(grad):
     return grad.data if isinstance(grad, Tensor) else grad
 
 
-def _as_gradient(value, tensor, what, whose, arrays_allowed):
-    """``value`` (a Tensor, array, number or list) as ``tensor``'s gradient, a Tensor of its
-    shape, dtype and device.  Where a differentiable gradient is needed (a hook's, under
-    create_graph) only a Tensor will do; a cotangent handed to backward is a constant, so an
-    array is fine there."""
-    if isinstance(value, Tensor):
-        array = value.data
-    elif not arrays_allowed and hasattr(value, "shape"):
-        raise TypeError(f"{what} as a {type(value).__name__}; with create_graph=True it must be "
-                        "a Tensor computed with minigrad ops, so that it can be differentiated")
-    elif hasattr(value, "shape") and not isinstance(value, np.generic):
-        array = value
-    else:  # a number or a list: made where the tensor lives
-        array = namespace(tensor.data).asarray(value)
-    check_same_device(what, tensor.data, array)
-    if array.dtype.kind not in "fiu":
-        dropped = "; its imaginary part would be dropped" if array.dtype.kind == "c" else ""
-        raise TypeError(f"{what} of dtype {array.dtype}: gradients are real numbers{dropped}")
-    if tuple(array.shape) != tensor.shape:
-        raise ValueError(f"{what} of shape {tuple(array.shape)} for {whose} of shape "
-                         f"{tensor.shape}")
-    if isinstance(value, Tensor):  # keeps its graph; cast by a differentiable op
-        return value if value.dtype == tensor.dtype else value.astype(tensor.dtype)
-    return Tensor._wrap(array.astype(tensor.dtype, copy=False))
-
-
-def _checked(node, inputs, result):
-    """A node's backward result as a list of Tensors (or None), one per input, each in its
-    input's shape and dtype; anything else is an error naming the op."""
-    if type(result) is not tuple or len(result) != len(inputs):
-        got = (f"{len(result)} gradient{'s' if len(result) != 1 else ''}"
-               if isinstance(result, (tuple, list)) else f"a {type(result).__name__}")
-        raise TypeError(f"backward: backward of '{node.op}' returned {got} for {len(inputs)} "
-                        f"input{'s' if len(inputs) != 1 else ''}; it must return a tuple with "
-                        "one gradient (or None) per input")
-    grads = list(result)
-    for i, (t, g) in enumerate(zip(inputs, grads)):
-        if g is None or not node.needs_input_grad[i]:
-            grads[i] = None
-        elif not (type(g) is Tensor and t is not None and g.shape == t.shape
-                  and g.dtype == t.dtype):
-            grads[i] = _input_gradient(node, i, t, g)
-    return grads
-
-
-def _input_gradient(node, i, t, g):
-    """Gradient ``g`` from the backward of ``node`` for input i, as a Tensor of that input's
-    shape and dtype (None for a leaf nobody holds any more): a gradient of the output's shape,
-    for an input the op broadcast, is reduced by ``unbroadcast``; an array is taken only from a
-    once_differentiable op."""
-    where = f"backward of '{node.op}' returned"
-    if not isinstance(g, Tensor):
-        if not node.function.once_differentiable or not hasattr(g, "shape"):
-            raise TypeError(f"backward: {where} a {type(g).__name__} for input {i + 1}; a "
-                            "backward computes with minigrad ops on Tensors and returns Tensors "
-                            "(so that it can be differentiated again), or its Function says "
-                            "once_differentiable = True")
-        g = Tensor._wrap(np.asarray(g) if isinstance(g, np.generic) else g)
-    if t is None:
-        return None
-    check_same_device(f"backward: {where} a gradient for input {i + 1}", t.data, g.data)
-    if g.shape != t.shape:
-        out_shapes = [tuple(o.shape) for o in node.outputs if o is not None]
-        if g.shape not in out_shapes:
-            raise ValueError(f"backward: {where} a gradient of shape {g.shape} for input {i + 1} "
-                             f"of shape {t.shape}; expected {t.shape}, or the output's shape "
-                             "where the op broadcast that input")
-        g = unbroadcast(g, t.shape)
-    if g.dtype != t.dtype:
-        if g.dtype.kind not in "fiu":
-            raise TypeError(f"backward: {where} a gradient of dtype {g.dtype} for input {i + 1}; "
-                            "gradients are real numbers")
-        g = g.astype(t.dtype)
-    return g
-
-
 def _observe(observers, node, grads_out, input_grads, started):
     seconds = time.perf_counter() - started
     out_arrays = [None if g is None else g.data for g in grads_out]
@@ -300,21 +231,4 @@ def _observe(observers, node, grads_out, input_grads, started):
         observe(node, out_arrays, in_arrays, seconds)
 
 
-def unbroadcast(grad, shape):
-    """Sum ``grad`` (a Tensor) over the axes that broadcasting added or stretched, giving
-    ``shape``.  The one place where a broadcast gradient is reduced to its operand's."""
-    if tuple(grad.shape) == shape:
-        return grad
-    leading = grad.ndim - len(shape)
-    if leading > 0:
-        grad = grad.sum(axis=tuple(range(leading)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
-    if tuple(grad.shape) != shape:
-        raise ValueError(f"unbroadcast: gradient of shape {tuple(grad.shape)} cannot be reduced "
-                         f"to {shape}")
-    return grad
-
-
-from minigrad import ops  # noqa: E402  (ops import graph's unbroadcast)
+from minigrad import ops  # noqa: E402  (ops import Tensor, which imports this module)

@@ -60,6 +60,25 @@ def root_of(array):
     return array
 
 
+def viewed_upstream(array, inputs):
+    """The arrays of the tensors on the graph's way to ``array`` (from a node's ``inputs`` up)
+    that share its memory: a saved ``w.T`` is held with ``w.data``, since a write to either
+    changes what backward reads, and NumPy records only the memory's owner as a view's base, not
+    the array (``w.data``, itself perhaps a view) it was taken from."""
+    found, stack, seen = [], list(inputs), set()
+    while stack:
+        t = stack.pop()
+        if t is None or id(t) in seen or type(t.data) is not np.ndarray \
+                or not np.may_share_memory(t.data, array):
+            continue
+        seen.add(id(t))
+        if t.data is not array:
+            found.append(t.data)
+        if t.node is not None:
+            stack.extend(t.node.inputs)
+    return found
+
+
 def hold(arrays, op):
     """Hold the NumPy arrays among ``arrays`` read-only, with the arrays they are views of, for
     a node of ``op``.  Returns the node's holds: (array, Hold) for each NumPy array, once each

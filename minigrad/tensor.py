@@ -36,7 +36,7 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
-    # NOTE: slots make a Tensor cheap to create, which every op (and every op in a VJP) does
+    # NOTE: slots make a Tensor cheap to create, which every op (and every op in a backward) does
     __slots__ = ("data", "grad", "requires_grad", "name", "node", "output_index", "hooks",
                  "retains_grad", "__weakref__")
 
@@ -258,7 +258,7 @@ def as_tensor(value, like=None):
         # NOTE: a fill kernel, not a host-to-device copy: it may run inside a CUDA graph capture
         return Tensor._wrap(xp.full((), value, dtype=dtype))
     if type(value) is np.ndarray and xp is np:
-        return Tensor._wrap(value)  # the common case inside VJPs: a mask or a constant array
+        return Tensor._wrap(value)  # the common case inside backwards: a mask or a constant
     if xp is np or isinstance(value, xp.ndarray):
         return Tensor(value)
     if isinstance(value, np.ndarray):

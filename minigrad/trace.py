@@ -97,7 +97,8 @@ class Trace:
     def table(self):
         """One row per VJP call, then a line of totals."""
         rows = [(r["index"], r["op"], format_shape(r["output_shape"]),
-                 " ".join("-" if s is None else format_shape(s) for s in r["input_shapes"]), r["dtype"],
+                 " ".join("-" if s is None else format_shape(s) for s in r["input_shapes"]),
+                 r["dtype"],
                  f"{r['grad_norm']:.3e}",
                  " ".join("-" if n is None else f"{n:.3e}" for n in r["parent_grad_norms"]),
                  f"{r['seconds'] * 1e6:.1f}")

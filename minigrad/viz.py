@@ -5,13 +5,13 @@
     minigrad.viz.draw_graph(loss, "graph.png", trace=t)
 
 Each box is a tensor of the graph (the tensors that require grad, as in ``topological_order``):
-its op (or its name, or "leaf"), shape, dtype, and the bytes its VJP keeps for the backward pass.
+its op (or its name, or "leaf"), shape, dtype, and the bytes its node keeps for the backward pass.
 Each arrow runs from an input to its use; after a traced backward it carries ||dL/dx||, the norm
 of the gradient that flowed along it (``Trace.edge_norms``).
 
-Saved bytes are those of the arrays the VJP closure keeps (``Node.saved_arrays``): arrays it
-holds itself (the outputs kept by exp, sqrt, tanh, sigmoid and div, the noise of
-``reparameterize(save_noise=True)``) and the data of the tensors it reads (both inputs of a mul,
+Saved bytes are those of the arrays the op declared with ``ctx.save_for_backward``
+(``Node.saved_arrays``): its outputs (exp, sqrt, tanh, sigmoid and div keep theirs), constants
+(the noise of ``reparameterize(save_noise=True)``) and its inputs' data (both inputs of a mul,
 the weight and input of a linear), each array once.
 Backward frees these arrays unless ``retain_graph=True``, so draw before backward or retain it;
 a freed node shows "freed".
@@ -38,7 +38,7 @@ _MAX_PIXELS = 30000           # the longer side of a PNG; the DPI shrinks for la
 
 
 def saved_bytes(tensor):
-    """{node label: bytes its VJP keeps}, inputs first; labels are "%i op" as in format_graph."""
+    """{node label: bytes its node keeps}, inputs first; labels are "%i op" as in format_graph."""
     order = _graph(tensor)
     return {_key(i, t): saved_bytes_of(t) for i, t in enumerate(order)}
 

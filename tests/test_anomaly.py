@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import Tensor, grad_mode, graph
+from minigrad import Tensor, grad_mode
 from minigrad.anomaly import AnomalyError
 from vae.model import VAE
 

@@ -7,7 +7,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import Tensor
-from minigrad.graph import unbroadcast
+from minigrad.gradients import unbroadcast
 
 rng = np.random.default_rng(0)
 

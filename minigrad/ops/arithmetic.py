@@ -1,7 +1,7 @@
 """Binary arithmetic with NumPy broadcasting: add, sub, mul, div, neg, pow.
 
 Each op is a Function: forward on arrays, backward on Tensors, side by side.  A backward returns
-gradients in the broadcast (output) shape; ``graph.unbroadcast`` reduces them to each input's.
+gradients in the broadcast (output) shape; ``gradients.unbroadcast`` reduces them to each input's.
 """
 import numpy as np
 

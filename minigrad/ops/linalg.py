@@ -3,7 +3,7 @@ import numpy as np
 
 from minigrad.backend import check_same_device, namespace
 from minigrad.function import Function
-from minigrad.graph import unbroadcast
+from minigrad.gradients import unbroadcast
 from minigrad.tensor import as_tensor
 
 

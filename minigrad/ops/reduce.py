@@ -1,7 +1,7 @@
 """Reductions: sum, mean, max, logsumexp, log_softmax (``axis`` int, tuple or None; ``keepdims``).
 
-Each backward broadcasts the reduced gradient back with the differentiable ``broadcast_to`` (whose own
-VJP sums again), so every order works.
+Each backward broadcasts the reduced gradient back with the differentiable ``broadcast_to``
+(whose own backward sums again), so every order works.
 
 Over an empty axis, sum is 0 (its identity); max, logsumexp and log_softmax have no identity and
 mean divides by 0, so they raise a ValueError naming the axis instead of NumPy's error or NaN.

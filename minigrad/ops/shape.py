@@ -13,7 +13,7 @@ import numpy as np
 from minigrad.backend import check_device, check_same_device, is_float_dtype, namespace
 from minigrad.backend import to_device as move_array
 from minigrad.function import Function
-from minigrad.graph import unbroadcast
+from minigrad.gradients import unbroadcast
 from minigrad.tensor import Tensor, as_tensor
 
 
