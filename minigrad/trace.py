@@ -13,7 +13,7 @@ parent (after ``unbroadcast``, i.e. what backward adds to that parent; None for 
 none), and the seconds the VJP took.  Norms are Euclidean (Frobenius), computed in float64.
 
 The trace listens to the VJP calls (and counts the forward ops) of the thread that enters it, only
-inside its ``with`` block (``graph.observers``); both observers are removed on exit, exceptions
+inside its ``with`` block (``grad_mode.observers``); both observers are removed on exit, exceptions
 included, so traces may nest or overlap, and traces in other threads record their own.
 """
 import collections

@@ -149,33 +149,21 @@ class Softplus(Function):
         return (g * sigmoid(x),)
 
 
-def exp(x):
-    return Exp.apply(as_tensor(x))
+def _elementwise(function):
+    """The op function of an elementwise Function: ``function.apply`` of its input as a Tensor,
+    with the Function's name and docstring (``help(mg.exp)`` shows the math)."""
+    def op(x):
+        return function.apply(as_tensor(x))
+    op.__name__ = op.__qualname__ = function.name
+    op.__doc__ = function.__doc__
+    return op
 
 
-def expm1(x):
-    return Expm1.apply(as_tensor(x))
-
-
-def log(x):
-    return Log.apply(as_tensor(x))
-
-
-def sqrt(x):
-    return Sqrt.apply(as_tensor(x))
-
-
-def tanh(x):
-    return Tanh.apply(as_tensor(x))
-
-
-def sigmoid(x):
-    return Sigmoid.apply(as_tensor(x))
-
-
-def relu(x):
-    return Relu.apply(as_tensor(x))
-
-
-def softplus(x):
-    return Softplus.apply(as_tensor(x))
+exp = _elementwise(Exp)
+expm1 = _elementwise(Expm1)
+log = _elementwise(Log)
+sqrt = _elementwise(Sqrt)
+tanh = _elementwise(Tanh)
+sigmoid = _elementwise(Sigmoid)
+relu = _elementwise(Relu)
+softplus = _elementwise(Softplus)
