@@ -69,24 +69,29 @@ class Function:
     def apply(cls, *inputs, **constants):
         """Run forward on the inputs' arrays; wrap its output(s) in Tensors and, when this thread
         records and an input requires grad, record the node that made them."""
-        for i, t in enumerate(inputs):
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{cls.name}: input {i + 1} is {type(t).__name__}; the inputs of "
-                                "apply are Tensors (use minigrad.as_tensor), constants go by "
-                                "keyword")
-        recording = state.grad_enabled and any(t.requires_grad for t in inputs)
+        arrays, wants_grad = [], False
+        for t in inputs:
+            if type(t) is not Tensor and not isinstance(t, Tensor):
+                raise TypeError(f"{cls.name}: input {len(arrays) + 1} is {type(t).__name__}; "
+                                "the inputs of apply are Tensors (use minigrad.as_tensor), "
+                                "constants go by keyword")
+            arrays.append(t.data)
+            wants_grad = wants_grad or t.requires_grad
+        recording = wants_grad and state.grad_enabled
         ctx = Node(cls, inputs, recording)
-        result = cls.forward(ctx, *[t.data for t in inputs], **constants)
-        several = type(result) is tuple
-        values = result if several else (result,)
-        outputs = tuple(Tensor._wrap(_array(cls, value)) for value in values)
+        result = cls.forward(ctx, *arrays, **constants)
+        if type(result) is tuple:
+            outputs = tuple(Tensor._wrap(_array(cls, value)) for value in result)
+        else:
+            outputs = (Tensor._wrap(result if type(result) is np.ndarray
+                                    else _array(cls, result)),)
         if recording:
-            ctx.record(outputs, values)
+            ctx.record(outputs, result if type(result) is tuple else (result,))
         if state.forward_observers:
             for out in outputs:
                 for observe in state.forward_observers:
                     observe(out, cls.name, inputs)
-        return outputs if several else outputs[0]
+        return outputs if type(result) is tuple else outputs[0]
 
 
 def _array(cls, value):
@@ -101,6 +106,9 @@ def _array(cls, value):
                     "or a tuple of arrays for several outputs")
 
 
+_NOTHING_NEEDED = [(False,) * n for n in range(8)]   # needs_input_grad where nothing records
+
+
 class Node:
     """An op's record in the graph, and the ``ctx`` its forward and backward receive.
 
@@ -109,20 +117,18 @@ class Node:
     the Tensors.  Anything else set on it is the op's own constants.
     """
 
-    __slots__ = ("function", "op", "needs_input_grad", "freed", "_input_refs", "_kept_inputs",
-                 "_output_refs", "_saved", "_holds", "__dict__", "__weakref__")
+    __slots__ = ("function", "op", "needs_input_grad", "freed", "_inputs", "_output_refs",
+                 "_saved", "_holds", "__dict__", "__weakref__")
 
     def __init__(self, function, inputs, recording):
         self.function = function
         self.op = function.name
-        self.needs_input_grad = (tuple(t.requires_grad for t in inputs) if recording
+        self.needs_input_grad = (tuple([t.requires_grad for t in inputs]) if recording
+                                 else _NOTHING_NEEDED[len(inputs)] if len(inputs) < 8
                                  else (False,) * len(inputs))
         self.freed = False
-        self._input_refs = inputs          # weak references once recorded (see record)
-        self._kept_inputs = ()
-        self._output_refs = ()
-        self._saved = ()                   # the arrays save_for_backward declared
-        self._holds = ()
+        self._inputs = inputs    # leaves that require grad by weak reference, once recorded
+        self._output_refs = self._saved = self._holds = ()
 
     # --- what an op's forward and backward use ---------------------------------------------
     def save_for_backward(self, *arrays):
@@ -137,7 +143,7 @@ class Node:
         tensors = []
         for source, index, array in self._saved:
             if source == "input":
-                t = self._input_refs[index]()
+                t = self.input(index)
                 tensors.append(t if t is not None else Tensor._wrap(array))  # a leaf gone
             elif source == "output":
                 tensors.append(self._output(index))
@@ -151,7 +157,12 @@ class Node:
     @property
     def inputs(self):
         """The input Tensors (None for a leaf the caller has dropped)."""
-        return tuple(ref() for ref in self._input_refs)
+        return tuple([self.input(i) for i in range(len(self._inputs))])
+
+    def input(self, index):
+        """Input ``index`` (None for a leaf the caller has dropped)."""
+        t = self._inputs[index]
+        return t() if type(t) is weakref.ReferenceType else t
 
     @property
     def outputs(self):
@@ -167,17 +178,18 @@ class Node:
         """Connect the node to its outputs and inputs, and hold what forward saved; ``values``
         are the outputs as forward returned them (a NumPy scalar, where the Tensor holds a 0-d
         array)."""
-        declared = self._saved
-        check_constants(self)
-        inputs = self._input_refs
-        self._kept_inputs = tuple(t for t in inputs if t.node is not None or not t.requires_grad)
-        self._input_refs = tuple(weakref.ref(t) for t in inputs)
-        self._output_refs = tuple(weakref.ref(t) for t in outputs)
+        if self.__dict__:   # the op's own constants
+            check_constants(self)
+        inputs = self._inputs
+        self._inputs = tuple([weakref.ref(t) if t.node is None and t.requires_grad else t
+                              for t in inputs])
+        self._output_refs = tuple([weakref.ref(t) for t in outputs])
         for index, out in enumerate(outputs):
             if out.dtype.kind == "f":
                 out.node, out.output_index, out.requires_grad = self, index, True
-        self._saved = tuple(_source(self.op, a, inputs, outputs, values) for a in declared)
-        if declared:
+        if self._saved:
+            self._saved = tuple([_source(self.op, a, inputs, outputs, values)
+                                 for a in self._saved])
             arrays = [a for _, _, a in self._saved]
             for a in tuple(arrays):
                 if getattr(a, "base", None) is not None:   # a view: hold what it views too
@@ -211,14 +223,14 @@ class Node:
             self._refuse_changed(array, saved.changed(array, entry, None))
         for source, index, array in self._saved:
             if source == "input":
-                owner = self._input_refs[index]()
+                owner = self.input(index)
                 if owner is not None and owner.data is not array:
                     self._refuse_changed(array, "replaced: the tensor's .data was rebound to "
                                                 "another array")
         return self.function.backward(self, *grads)
 
     def _refuse_changed(self, array, reason):
-        owner = next((self._input_refs[i]() for source, i, a in self._saved
+        owner = next((self.input(i) for source, i, a in self._saved
                       if a is array and source == "input"), None)
         what = f"an array of shape {array.shape}" if owner is None else describe(owner)
         raise RuntimeError(

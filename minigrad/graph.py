@@ -190,7 +190,9 @@ def _hooked(tensor, g, create_graph):
         for hook in list(tensor.hooks.values()):
             replaced = hook(g)
             if replaced is not None:
-                g = as_gradient(replaced, tensor, "register_hook: a hook returned a gradient",
+                made = f"made by '{tensor.op}'" if tensor.op is not None else "a leaf"
+                g = as_gradient(replaced, tensor, f"register_hook: a hook of a tensor ({made}) "
+                                "returned a gradient",
                                 "a tensor", arrays_allowed=not create_graph)
     return g
 

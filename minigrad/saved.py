@@ -83,21 +83,26 @@ def hold(arrays, op):
     """Hold the NumPy arrays among ``arrays`` read-only, with the arrays they are views of, for
     a node of ``op``.  Returns the node's holds: (array, Hold) for each NumPy array, once each
     (``x * x`` saves x twice)."""
-    holds, seen = [], set()
+    holds = []
     with _lock:
         for array in arrays:
-            if type(array) is not np.ndarray or id(array) in seen:
+            if type(array) is not np.ndarray or any(a is array for a, _ in holds):
                 continue
-            seen.add(id(array))
-            root = root_of(array)
+            root = array if array.base is None else root_of(array)
             entry = _held.get(id(root))
             if entry is None:
                 entry = _held[id(root)] = Hold(root, op)
             else:
                 entry.ops.append(op)
-            _make_read_only(entry, array)
+            if id(array) not in entry.arrays:
+                if array is root:   # NOTE: the common case, without building a chain
+                    entry.arrays[id(array)] = (array, array.flags.writeable)
+                    array.setflags(write=False)
+                else:
+                    _make_read_only(entry, array)
             holds.append((array, entry))
-    _carry_out_queued()
+    if _queued:
+        _carry_out_queued()
     return holds
 
 
@@ -126,7 +131,8 @@ def release(nodes):
     with _lock:
         for holds, op in nodes:
             _release_node(holds, op)
-    _carry_out_queued()
+    if _queued:
+        _carry_out_queued()
 
 
 def _release_node(holds, op):
@@ -141,8 +147,15 @@ def _release_node(holds, op):
 def release_soon(holds, op):
     """Release from a collected node's ``__del__``: never waits for the lock (see the module
     docstring)."""
-    _queued.append((holds, op))
-    _carry_out_queued()
+    if _lock.acquire(blocking=False):
+        try:
+            _release_node(holds, op)
+        finally:
+            _lock.release()
+    else:
+        _queued.append((holds, op))
+    if _queued:
+        _carry_out_queued()
 
 
 def _carry_out_queued():
