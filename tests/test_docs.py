@@ -1,4 +1,5 @@
-"""Every command shown in docs/*.md runs: bash and python blocks, page by page, on small settings.
+"""Every command shown in docs/*.md runs: bash and python blocks, page by page, on small settings;
+so does every Python example of README.md.
 
 The convention (also at the top of docs/README.md):
 - ```bash blocks run as one bash script (set -e), after SUBSTITUTIONS shrink each line's settings;
@@ -65,10 +66,11 @@ def blocks(text):
     return found
 
 
-def runnable(page):
+def runnable(page, languages=("bash", "python")):
+    """[(language, code)] of the blocks of ``page`` (a name in docs/, or a path) that run."""
     with open(os.path.join(DOCS, page)) as f:
         return [(lang, code) for lang, code, skipped in blocks(f.read())
-                if lang in ("bash", "python") and not skipped]
+                if lang in languages and not skipped]
 
 
 def workspace(root):
@@ -131,6 +133,16 @@ def test_links_resolve(page):
             continue
         assert os.path.exists(os.path.normpath(os.path.join(DOCS, target))), \
             f"docs/{page} links to {target}, which does not exist"
+
+
+def test_readme_python_blocks_run(tmp_path):
+    """README.md's Python examples run as written, each in a fresh interpreter (its bash blocks
+    are the set-up commands, which .ci/run runs, and commands the docs pages run)."""
+    code = runnable(os.path.join(REPO, "README.md"), languages=("python",))
+    assert len(code) >= 3, "README.md should show the engine, higher-order and gradcheck examples"
+    env = workspace(str(tmp_path))
+    for index, (language, block) in enumerate(code):
+        run_block(language, block, str(tmp_path), env, index)
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md"])
