@@ -19,8 +19,9 @@ and any saved eps are extra and not counted), over the copy bandwidth of the sam
 in the same run (CPU: np.copyto of a buffer of 3 itemsizes per element, counted read + write;
 GPU: a device-to-device copy of the same bytes).
 
-Results: benchmarks/results/reparam_{cpu,gpu}.json and .png (GB/s against N), and a table on
-stdout. --wide-vectors sets NUMBA_CPU_FEATURES to the host's features with 512-bit vectors
+Results: reparam_{cpu,gpu}[_quick].json, .md and .png (GB/s against N) in
+runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones),
+and a table on stdout. --wide-vectors sets NUMBA_CPU_FEATURES to the host's features with 512-bit vectors
 preferred, for this process only: it must be set before numba is imported and applies to the
 whole process, so it is never set for users (docs/kernels.md, "What makes the CPU loop
 vectorise", says what vectorises).
@@ -40,7 +41,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, gpu_name, save_report, utc_now  # noqa: E402
+from benchmarks.report import add_out_arguments, gpu_name, out_folder, save_report, utc_now  # noqa: E402
 import kernels  # noqa: E402
 
 SEED, OFFSET = 1234, 0
@@ -63,8 +64,9 @@ def parse_args(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     parser.add_argument("--wide-vectors", action="store_true",
                         help="NUMBA_CPU_FEATURES = host features, 512-bit vectors preferred")
-    parser.add_argument("--out", default=RESULTS)
+    add_out_arguments(parser, "reparam_<device>[_quick].{json,md,png}")
     args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
     if args.max_log2 is None:
         args.max_log2 = 24 if args.device == "cpu" else 28
     if args.quick:
