@@ -49,6 +49,10 @@ FIELDS = ("registers", "stack", "spill_stores", "spill_loads", "shared", "thread
           "blocks_per_sm", "occupancy", "fma", "contractible", "ftz")
 
 
+INSTALL_HINT = ('install the compilers as wheels, no GPU needed: python -m pip install -e '
+                '".[gpu-compile]"')
+
+
 def missing_toolchain():
     """Why the report cannot be made here (a sentence), or None."""
     from numba.core import config
@@ -202,7 +206,7 @@ def main(argv=None):
     args.out = out_folder(args, parser)
     reason = missing_toolchain()
     if reason:
-        print(f"compile_report: cannot compile here: {reason}", file=sys.stderr)
+        print(f"compile_report: cannot compile here: {reason}\n{INSTALL_HINT}", file=sys.stderr)
         return MISSING_TOOLCHAIN
     with ProcessPoolExecutor(max_workers=len(ARCHS)) as pool:  # one process per architecture
         rows = [r for arch_rows in pool.map(rows_for, ARCHS) for r in arch_rows]

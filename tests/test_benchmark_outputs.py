@@ -44,3 +44,11 @@ def test_the_default_folder_is_ignored_by_git():
 def test_the_scripts_resolve_their_folder(arguments):
     assert arguments(["--quick"]).out == report.SCRATCH
     assert arguments(["--quick", "--update-results"]).out == report.RESULTS
+
+
+def test_compile_report_without_the_compilers_says_how_to_install_them(monkeypatch, capsys):
+    from benchmarks import compile_report
+    monkeypatch.setattr(compile_report, "missing_toolchain",
+                        lambda: "the CUDA compilers are not installed (ImportError: nvrtc)")
+    assert compile_report.main([]) == compile_report.MISSING_TOOLCHAIN
+    assert 'pip install -e ".[gpu-compile]"' in capsys.readouterr().err
