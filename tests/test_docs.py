@@ -31,8 +31,9 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 SUBSTITUTIONS = [
     (r"^python benchmarks/reparam\.py( --quick)?$",
      "python benchmarks/reparam.py --quick --no-torch --max-log2 16 --dtypes float32 --pause 0"),
-    (r"^python benchmarks/posteriors\.py", r"\g<0> --posteriors gaussian laplace --iw-samples 4"),
-    (r"--epochs 3 --train-subset \d+",
+    (r"^python benchmarks/posteriors\.py",
+     r"\g<0> --posteriors gaussian laplace --iw-samples 4 --iw-subset 16"),
+    (r"--epochs \d+ --train-subset \d+",
      "--epochs 1 --train-subset 256 --test-subset 128 --hidden-dim 16"),
     (r"--iw 1000", "--iw 5 --iw-subset 16"),
     (r"^python benchmarks/estimators\.py",
@@ -130,6 +131,11 @@ def test_block_parser_and_substitutions():
     assert shrink("python -m vae eval runs/x --iw 1000") == \
         "python -m vae eval runs/x --iw 5 --iw-subset 16"
     assert "--quick" in shrink("python benchmarks/reparam.py")
+    # the committed posteriors run (10 epochs on all 60000 images) runs small too
+    assert shrink("python benchmarks/posteriors.py --epochs 10 --train-subset 0 --out runs/p") == (
+        "python benchmarks/posteriors.py --posteriors gaussian laplace --iw-samples 4 "
+        "--iw-subset 16 --epochs 1 --train-subset 256 --test-subset 128 --hidden-dim 16 "
+        "--out runs/p")
 
 
 def test_pages_exist_and_have_code():
