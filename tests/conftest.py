@@ -32,8 +32,9 @@ def pytest_terminal_summary(terminalreporter):
     for reason, count in reasons.most_common():
         terminalreporter.write_line(f"{count:4d}  {reason}")
     if all(GPU_REASON.search(reason) for reason in reasons):
-        terminalreporter.write_line("all of them need a GPU, CuPy or the CUDA compilers: "
-                                    "expected on a machine without them")
+        terminalreporter.write_line("all of them need a GPU, CuPy, the CUDA compilers or the "
+                                    "optional PyTorch: expected on a machine without them")
 
 
-GPU_REASON = re.compile(r"GPU|CuPy|cupy|CUDA|simulator")  # a skip for want of GPU software
+# a skip for want of a GPU, its software, or PyTorch (optional: the benchmarks' comparison)
+GPU_REASON = re.compile(r"GPU|CuPy|cupy|CUDA|simulator|torch")
