@@ -206,7 +206,7 @@ def main(argv=None):
     args.out = out_folder(args, parser)
     reason = missing_toolchain()
     if reason:
-        print(f"compile_report: cannot compile here: {reason}\n{INSTALL_HINT}", file=sys.stderr)
+        print(f"compile_report: cannot compile here: {reason}; {INSTALL_HINT}", file=sys.stderr)
         return MISSING_TOOLCHAIN
     with ProcessPoolExecutor(max_workers=len(ARCHS)) as pool:  # one process per architecture
         rows = [r for arch_rows in pool.map(rows_for, ARCHS) for r in arch_rows]

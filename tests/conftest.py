@@ -28,7 +28,8 @@ def pytest_terminal_summary(terminalreporter):
     if not skipped:
         return
     reasons = collections.Counter(skip_reason(report) for report in skipped)
-    terminalreporter.section(f"{len(skipped)} skipped, {len(reasons)} reasons", sep="-")
+    noun = "reason" if len(reasons) == 1 else "reasons"
+    terminalreporter.section(f"{len(skipped)} skipped, {len(reasons)} {noun}", sep="-")
     for reason, count in reasons.most_common():
         terminalreporter.write_line(f"{count:4d}  {reason}")
     if all(GPU_REASON.search(reason) for reason in reasons):
