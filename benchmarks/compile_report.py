@@ -1,7 +1,8 @@
 """Every GPU kernel compiled by the real CUDA toolchains, without a GPU: registers, spills, shared
 memory and theoretical occupancy per kernel, for sm_80 and sm_90.
 
-    python benchmarks/compile_report.py            # writes benchmarks/results/compile_report.*
+    python benchmarks/compile_report.py            # writes runs/benchmarks/compile_report.*
+    python benchmarks/compile_report.py --update-results   # the committed benchmarks/results/
     python benchmarks/compile_report.py --out DIR
 
 Needs the compilers as wheels (pip install -e ".[gpu-compile]": numba-cuda's NVVM, NVRTC,
@@ -38,7 +39,7 @@ from importlib import metadata
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, shown  # noqa: E402
+from benchmarks.report import add_out_arguments, out_folder, shown  # noqa: E402
 from kernels import occupancy  # noqa: E402
 
 ARCHS = ("sm_80", "sm_90")
@@ -46,6 +47,10 @@ MISSING_TOOLCHAIN = 3  # exit status
 PACKAGES = ("numba-cuda", "cuda-bindings", "nvidia-nvvm", "nvidia-cuda-nvrtc", "nvidia-cuda-nvcc")
 FIELDS = ("registers", "stack", "spill_stores", "spill_loads", "shared", "threads",
           "blocks_per_sm", "occupancy", "fma", "contractible", "ftz")
+
+
+INSTALL_HINT = ('install the compilers as wheels, no GPU needed: python -m pip install -e '
+                '".[gpu-compile]"')
 
 
 def missing_toolchain():
@@ -196,11 +201,12 @@ def markdown(report):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=RESULTS, help="folder for compile_report.{json,md}")
+    add_out_arguments(parser, "compile_report.{json,md}")
     args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
     reason = missing_toolchain()
     if reason:
-        print(f"compile_report: cannot compile here: {reason}", file=sys.stderr)
+        print(f"compile_report: cannot compile here: {reason}; {INSTALL_HINT}", file=sys.stderr)
         return MISSING_TOOLCHAIN
     with ProcessPoolExecutor(max_workers=len(ARCHS)) as pool:  # one process per architecture
         rows = [r for arch_rows in pool.map(rows_for, ARCHS) for r in arch_rows]

@@ -1,7 +1,8 @@
 """The reparameterization trick as an experiment: pathwise against score-function gradients.
 
-    python benchmarks/estimators.py                      # the committed run (a couple of minutes)
-    python benchmarks/estimators.py --quick --out /tmp   # test-sized
+    python benchmarks/estimators.py                      # the full run (a couple of minutes)
+    python benchmarks/estimators.py --update-results     # the same, replacing the committed one
+    python benchmarks/estimators.py --quick              # test-sized
     python benchmarks/estimators.py --runs runs/a runs/b # VAE checkpoints from run folders
 
 For q = N(mu, e^logvar) per dimension and a reward r(z), three estimators of d/dtheta E_q[r(z)],
@@ -49,12 +50,12 @@ from minigrad.random import Stream  # noqa: E402
 from vae import data  # noqa: E402
 from vae.model import VAE  # noqa: E402
 from vae.train import Config, Trainer, load_run  # noqa: E402
+from benchmarks.report import add_out_arguments, out_folder  # noqa: E402
 
 ESTIMATORS = ("pathwise", "reinforce", "reinforce_loo")
 PARAMETERS = ("mu", "logvar")
 CHUNK_ROWS = 8192   # Gaussians per minigrad pass: bounds memory (a VAE row decodes 784 logits)
 BIAS_LIMIT = 5.0    # |mean - exact| / standard error above this counts as biased
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 # the Gaussian objective: three dimensions with mu != c and three different scales
 GAUSSIAN_MU = (1.0, -0.5, 0.0)
@@ -436,7 +437,7 @@ def build_parser():
     add("--reference-samples", type=int, default=None,
         help="samples of the VAE's pathwise reference gradient (default 50000; --quick 2000)")
     add("--data", default=data.DEFAULT_DIR, help="MNIST folder (default: the carried copy)")
-    add("--out", default=RESULTS, help="folder for the json, md and png (default: %(default)s)")
+    add_out_arguments(parser, "the json, md and png")
     add("--name", default=None, help="file name stem (default: estimators; --quick: "
                                      "estimators_quick)")
     return parser
@@ -507,7 +508,9 @@ def experiment(settings, log=print):
 
 def main(argv=None):
     matplotlib.use("Agg")  # a program that draws into files; the import above chose nothing
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
     try:
         settings = _settings(args)
         print(f"settings: {json.dumps(settings)}")

@@ -10,7 +10,8 @@ For numba_cuda: every specialisation the backend launches (kernels.numba_cuda_ke
 .SPECIALISATIONS; kernels only: numba-cuda's device functions have no register count), compiled as
 the backend compiles it, with the same attributes from the compiled kernel.
 
-Prints a table and writes kernel_report_<gpu>.json (benchmarks/results/, or --out). Without CuPy
+Prints a table and writes kernel_report_<gpu>.json into
+runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones). Without CuPy
 or a GPU it says why and exits with status 2. The static counterpart, every kernel compiled for
 sm_80 and sm_90 without a GPU, is benchmarks/compile_report.py's.
 """
@@ -25,7 +26,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, gpu_name, shown, utc_now  # noqa: E402
+from benchmarks.report import add_out_arguments, gpu_name, out_folder, shown, utc_now  # noqa: E402
 
 
 def device_summary(cupy):
@@ -110,8 +111,9 @@ def print_rows(title, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=RESULTS, help="folder for kernel_report_<gpu>.json")
+    add_out_arguments(parser, "kernel_report_<gpu>.json")
     args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
     try:
         import kernels.cupy_raw as cupy_raw  # first: its ImportError says what is missing
         import cupy

@@ -16,7 +16,8 @@ Reported per posterior:
   comparable across families.
 - active units (Burda et al.: Cov_x(E_q[z_d]) > 0.01), mean training seconds per epoch.
 
-Results go to benchmarks/results/posteriors.{json,md} (``--stem`` changes the name).
+Results go to posteriors.{json,md} (``--stem`` changes the name) in
+runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones).
 """
 import argparse
 import os
@@ -33,7 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.machine import cpu_info  # noqa: E402
-from benchmarks.report import RESULTS, git_commit, publish, relative, utc_now  # noqa: E402
+from benchmarks.report import (add_out_arguments, git_commit, out_folder, publish,  # noqa: E402
+                               relative, utc_now)
 from vae import data  # noqa: E402
 from vae.evaluate import convention, importance_weighted_bound  # noqa: E402
 from vae.model import POSTERIORS  # noqa: E402
@@ -156,9 +158,10 @@ def parse_args(argv=None):
     add("--binarize", choices=("none", "dynamic"), default=defaults.binarize)
     add("--seed", type=int, default=defaults.seed)
     add("--data", default=data.DEFAULT_DIR, help="MNIST folder")
-    add("--out", default=RESULTS, help="folder for the .json and .md (default: %(default)s)")
+    add_out_arguments(parser, "the .json and .md")
     add("--stem", default="posteriors", help="file name of the results (default: %(default)s)")
     args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
     if args.epochs < 1 or args.iw_samples < 1 or args.iw_subset < 1:
         parser.error("--epochs, --iw-samples and --iw-subset must be >= 1")
     if args.train_subset < 0 or args.test_subset < 0:

@@ -1,5 +1,10 @@
 """Writing a benchmark's results: where they go, what run made them, JSON and Markdown on disk.
 
+Where: a run writes into the folder its ``--out`` names, by default runs/benchmarks/, which git
+ignores, so running a documented command never changes the committed figures. Only
+``--update-results`` writes into benchmarks/results/, the committed ones (``add_out_arguments``,
+``out_folder``).
+
 Every path a report records is relative to the repository (``relative``), so a committed result
 names no folder of the machine that made it.
 """
@@ -10,8 +15,27 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "benchmarks", "results")
+RESULTS = os.path.join(ROOT, "benchmarks", "results")   # the committed results
+SCRATCH = os.path.join(ROOT, "runs", "benchmarks")      # a run's own, by default (runs/ is ignored)
 BUSY_LOAD = 0.5  # 1-minute load average above which timings get a warning
+
+
+def add_out_arguments(parser, what):
+    """--out DIR and --update-results: where ``what`` (the files a run writes) go."""
+    parser.add_argument("--out", metavar="DIR",
+                        help=f"folder for {what} (default: runs/benchmarks/, which git ignores)")
+    parser.add_argument("--update-results", action="store_true",
+                        help=f"write {what} into benchmarks/results/, replacing the committed ones")
+
+
+def out_folder(args, parser):
+    """The folder a run writes into: benchmarks/results/ with --update-results, else --out, else
+    runs/benchmarks/."""
+    if args.update_results and args.out is not None:
+        parser.error(f"--out {args.out} and --update-results name two folders; give one")
+    if args.update_results:
+        return RESULTS
+    return SCRATCH if args.out is None else args.out
 
 
 def relative(path):

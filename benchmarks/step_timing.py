@@ -15,7 +15,7 @@ import statistics
 from benchmarks.machine import cpu_info, software_info
 from benchmarks.report import load_at_start, provenance, publish
 from benchmarks.vae_runs import (QUICK_TRAIN_SUBSET, add_cpu_arguments, make_config,
-                                 resolve_train_subset)
+                                 resolve_cpu_arguments)
 from vae import data
 from vae.train import Trainer
 
@@ -35,7 +35,7 @@ def parse_step_args(description, stem, argv=None):
     args.steps = args.steps or (30 if args.quick else 100)
     if args.steps < 1 or args.train_epochs < 0:
         parser.error("--steps must be >= 1, --train-epochs >= 0")
-    resolve_train_subset(args, parser)
+    resolve_cpu_arguments(args, parser)
     args.stem = stem + "_quick" if args.quick else stem
     return args
 

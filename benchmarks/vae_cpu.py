@@ -11,7 +11,8 @@ whole test set of BCE-sum + KL, one sample.  The step itself is measured by engi
 and step_profile.py, memory by vae_memory.py.
 
 PyTorch is never a dependency: without it, minigrad is measured alone and the report says so.
-Results go to benchmarks/results/vae_cpu.{json,md} (``--quick``: vae_cpu_quick.{json,md}).
+Results go to vae_cpu.{json,md} (``--quick``: vae_cpu_quick.{json,md}) in
+runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones).
 """
 import argparse
 import os
@@ -27,7 +28,7 @@ from benchmarks.machine import cpu_info, describe, software_info  # noqa: E402
 from benchmarks.report import load_at_start, load_sentence, provenance, publish  # noqa: E402
 from benchmarks.vae_runs import (MinigradRun, add_cpu_arguments, fused_adam_error,  # noqa: E402
                                  import_torch, interleaved_epochs, make_config, mean_and_final,
-                                 resolve_train_subset, torch_run_class, warm_up)
+                                 resolve_cpu_arguments, torch_run_class, warm_up)
 from vae import data  # noqa: E402
 
 TARGET_ELBO_GAP = 0.5       # nats: final test -ELBO of minigrad vs PyTorch eager
@@ -107,7 +108,7 @@ def parse_args(argv=None):
     args.epochs = args.epochs or (1 if args.quick else 10)
     if args.epochs < 1:
         parser.error("--epochs must be >= 1")
-    resolve_train_subset(args, parser)
+    resolve_cpu_arguments(args, parser)
     return args
 
 

@@ -22,7 +22,7 @@ What it measures, in one process on one GPU, with the same data (``vae.data.load
    one step's noise and update; it bounds what capturing would gain, it is not a trainer.
 
 Exits 1 with the reason when CuPy or a GPU is missing.  Results go to
-benchmarks/results/vae_gpu.{json,md}.
+vae_gpu.{json,md} in runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones).
 """
 import argparse
 import json
@@ -37,7 +37,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.report import RESULTS, gpu_name, provenance, publish  # noqa: E402
+from benchmarks.report import (RESULTS, add_out_arguments, gpu_name, out_folder,  # noqa: E402
+                               provenance, publish)
 from benchmarks.vae_runs import (MinigradRun, interleaved_epochs, mean_and_final,  # noqa: E402
                                  torch_run_class, warm_up)
 from minigrad import backend  # noqa: E402
@@ -189,8 +190,10 @@ def parse_args(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="measure minigrad alone")
     parser.add_argument("--cpu-report", default=os.path.join(RESULTS, "vae_cpu.json"),
                         help="the CPU benchmark's JSON, for the -ELBO target")
-    parser.add_argument("--out", default=RESULTS, help="folder for the .json and .md")
-    return parser.parse_args(argv)
+    add_out_arguments(parser, "vae_gpu.{json,md}")
+    args = parser.parse_args(argv)
+    args.out = out_folder(args, parser)
+    return args
 
 
 def main(argv=None):

@@ -9,7 +9,8 @@ it loads the data, trains one epoch and evaluates.  Reported, from /proc/self/st
 loading the data, the peak during training (high-water mark reset after loading) and the peak of
 the whole process.  Linux only.
 
-Results go to benchmarks/results/vae_memory.{json,md} (``--quick``: vae_memory_quick.*).
+Results go to vae_memory.{json,md} (``--quick``: vae_memory_quick.*) in
+runs/benchmarks/ (or --out DIR; --update-results: benchmarks/results/, the committed ones).
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ sys.path.insert(0, ROOT)
 from benchmarks.machine import cpu_info, software_info  # noqa: E402
 from benchmarks.report import provenance, publish, relative  # noqa: E402
 from benchmarks.vae_runs import (MinigradRun, add_cpu_arguments, fused_adam_error,  # noqa: E402
-                                 import_torch, make_config, resolve_train_subset,
+                                 import_torch, make_config, resolve_cpu_arguments,
                                  torch_run_class)
 from vae import data  # noqa: E402
 from vae.train import Trainer  # noqa: E402
@@ -132,7 +133,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="measure minigrad alone")
     parser.add_argument("--probe", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    resolve_train_subset(args, parser)
+    resolve_cpu_arguments(args, parser)
     return args
 
 

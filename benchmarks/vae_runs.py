@@ -15,7 +15,7 @@ import importlib.util
 import statistics
 import time
 
-from benchmarks.report import RESULTS
+from benchmarks.report import add_out_arguments, out_folder
 from vae import data
 from vae.train import EVAL_SEED_OFFSET, Config, Trainer
 
@@ -203,18 +203,20 @@ def mean_and_final(rows, names):
 
 # --- what the CPU benchmarks share ------------------------------------------------------------
 def add_cpu_arguments(parser, quick_help):
-    """--quick, --train-subset, --data, --seed and --out, as every CPU VAE benchmark takes them."""
+    """--quick, --train-subset, --data, --seed, --out and --update-results, as every CPU VAE
+    benchmark takes them."""
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--train-subset", type=int,
                         help=f"training images to use, 0 for all (default all; --quick: "
                              f"{QUICK_TRAIN_SUBSET})")
     parser.add_argument("--data", default=data.DEFAULT_DIR, help="MNIST folder")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", default=RESULTS, help="folder for the .json and .md")
+    add_out_arguments(parser, "the .json and .md")
 
 
-def resolve_train_subset(args, parser):
-    """Fill in --train-subset's default (depends on --quick) and check it."""
+def resolve_cpu_arguments(args, parser):
+    """Fill in --train-subset's default (depends on --quick) and check it; resolve --out."""
+    args.out = out_folder(args, parser)
     if args.train_subset is None:
         args.train_subset = QUICK_TRAIN_SUBSET if args.quick else 0
     if args.train_subset < 0:

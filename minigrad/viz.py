@@ -16,11 +16,17 @@ the weight and input of a linear), each array once.
 Backward frees these arrays unless ``retain_graph=True``, so draw before backward or retain it;
 a freed node shows "freed".
 
-Layout: longest-path layers from the leaves, left to right (layer(t) = 1 + max layer of its
-inputs, leaves at 0), then each leaf moved to the layer just before its first use, so that a
-weight stands next to its op instead of across the whole figure; within a layer, nodes are
-ordered by the barycentre (mean position) of their inputs, then of their uses (one sweep each
-way, which removes many crossings), and spread evenly about the middle.
+Layout: longest-path layers from the leaves (layer(t) = 1 + max layer of its inputs, leaves at
+0), then each leaf moved to the layer just before its first use, so that a weight stands next to
+its op instead of across the whole figure; within a layer, nodes are ordered by the barycentre
+(mean position) of their inputs, then of their uses (one sweep each way, which removes many
+crossings), and spread evenly about the middle. Layers run left to right while that fits a page
+(PAGE_WIDTH inches), else top to bottom, so a deep graph (a whole VAE loss) grows downwards and
+its text stays readable at the width a page shows.
+
+Roles: leaves are blue. With ``forward=`` (the output of a forward pass), the nodes of that
+forward graph are yellow and the others, those a ``create_graph`` backward recorded, red: a
+second-order graph then shows which boxes compute the gradient.
 
 matplotlib is imported only when drawing, and only its object API is used (a Figure on the Agg
 canvas, the SVG writer for .svg): no pyplot state, no backend switched for the caller.
@@ -33,8 +39,14 @@ _FORMATS = {".png", ".svg"}
 _FONT = 8                     # points; monospace, so a character is 0.6 em wide
 _CHAR = _FONT * 0.6 / 72      # inches per character
 _ROW = 0.9                    # inches between the centres of two boxes of one layer
-_GAP = 1.1                    # inches of arrow between two layers of boxes
+_GAP = 1.1                    # inches of arrow between two layers of boxes, left to right
+_GAP_DOWN = 0.6               # the same, top to bottom (the gap holds one line of edge labels)
+_LEGEND_WIDTH = 3.9           # inches the legend's three entries take
 _MAX_PIXELS = 30000           # the longer side of a PNG; the DPI shrinks for larger graphs
+PAGE_WIDTH = 10.0             # inches: wider left-to-right graphs are laid out top to bottom
+# (face, edge) colours of a box by its role
+_COLOURS = {"leaf": ("#e8f0fe", "#3c5a99"), "forward": ("#fff8e1", "#a0782c"),
+            "gradient": ("#fde8e8", "#b03030")}
 
 
 def saved_bytes(tensor):
@@ -66,11 +78,13 @@ def edge_grad_norms(tensor, trace):
     return norms
 
 
-def draw_graph(tensor, path, trace=None):
+def draw_graph(tensor, path, trace=None, forward=None):
     """Draw the graph behind ``tensor`` to ``path`` (.png or .svg); returns path.
 
     trace: a ``minigrad.trace()`` that recorded a backward pass through this graph; its gradient
         norms label the edges.
+    forward: a tensor (or a list of them) whose graph is the forward pass; the other nodes, made
+        by a ``create_graph`` backward, are drawn as the gradient's (red), with a legend.
     """
     extension = os.path.splitext(str(path))[1].lower()
     if extension not in _FORMATS:
@@ -82,33 +96,55 @@ def draw_graph(tensor, path, trace=None):
 
     order = _graph(tensor)
     labels = [_box_text(i, t) for i, t in enumerate(order)]
+    roles = _roles(order, forward)
     layers = _ordered_layers(order)
     width = _CHAR * max(len(line) for text in labels for line in text.split("\n")) + 0.25
     height = 0.62
+    across = len(layers) * (width + _GAP)            # the figure's width, left to right
+    downwards = across > PAGE_WIDTH
+    legend = 0.35 if forward is not None else 0.0    # inches above the graph for the legend
     position = {}  # index in order -> (x, y) centre, in inches
-    tallest = max(len(layer) for layer in layers)
-    for column, layer in enumerate(layers):
-        for row, i in enumerate(layer):
-            position[i] = ((column + 0.5) * (width + _GAP), (tallest - len(layer)) / 2 * _ROW
-                           + (len(layer) - 1 - row) * _ROW + _ROW / 2)
-    fig_size = (len(layers) * (width + _GAP), tallest * _ROW + 0.4)
+    widest = max(len(layer) for layer in layers)
+    for k, layer in enumerate(layers):
+        for j, i in enumerate(layer):
+            spread = (widest - len(layer)) / 2 + j  # slot within the layer, centred
+            if downwards:  # layers are rows, top to bottom; a layer's nodes side by side
+                position[i] = ((spread + 0.5) * (width + _GAP / 2),
+                               (len(layers) - k - 0.5) * (height + _GAP_DOWN))
+            else:          # layers are columns, left to right; a layer's nodes one above another
+                position[i] = ((k + 0.5) * (width + _GAP),
+                               (widest - 1 - spread) * _ROW + _ROW / 2 + 0.2)
+    if downwards:
+        fig_size = (widest * (width + _GAP / 2), len(layers) * (height + _GAP_DOWN) + legend)
+    else:
+        fig_size = (across, widest * _ROW + 0.4 + legend)
+    if legend and fig_size[0] < _LEGEND_WIDTH:  # widen a narrow graph for its legend, centred
+        shift = (_LEGEND_WIDTH - fig_size[0]) / 2
+        position = {i: (x + shift, y) for i, (x, y) in position.items()}
+        fig_size = (_LEGEND_WIDTH, fig_size[1])
     dpi = min(100, _MAX_PIXELS / max(fig_size))
     fig = Figure(figsize=fig_size, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, fig_size[0])
-    ax.set_ylim(-0.2, fig_size[1] - 0.2)
+    ax.set_ylim(0, fig_size[1])
     ax.axis("off")
-    _draw_edges(ax, order, position, width, trace)
+    layer_of = {i: k for k, layer in enumerate(layers) for i in layer}
+    _draw_edges(ax, order, position, layer_of, (width, height), downwards, fig_size, trace)
     for i, t in enumerate(order):
         x, y = position[i]
-        leaf = t.node is None
+        face, edge = _COLOURS[roles[i]]
         ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
                                     boxstyle="round,pad=0,rounding_size=0.06",
-                                    facecolor="#e8f0fe" if leaf else "#fff8e1",
-                                    edgecolor="#3c5a99" if leaf else "#a0782c", zorder=2))
+                                    facecolor=face, edgecolor=edge, zorder=2))
         ax.text(x, y, labels[i], ha="center", va="center", fontsize=_FONT,
                 family="monospace", zorder=3)
+    if forward is not None:
+        for k, role in enumerate(("leaf", "forward", "gradient")):
+            face, edge = _COLOURS[role]
+            ax.text(0.15 + 1.3 * k, fig_size[1] - legend / 2, role, fontsize=_FONT,
+                    va="center", family="monospace",
+                    bbox=dict(boxstyle="round,pad=0.25", facecolor=face, edgecolor=edge))
     fig.savefig(path, dpi=dpi)
     return path
 
@@ -120,6 +156,17 @@ def _graph(tensor):
 
 def _key(i, t):
     return f"%{i} {t.name or t.op or 'leaf'}"
+
+
+def _roles(order, forward):
+    """"leaf", "forward" or "gradient" per node of ``order``: without ``forward`` every op is
+    "forward"; with it, an op outside the graphs behind ``forward`` is "gradient"."""
+    if forward is None:
+        return ["leaf" if t.node is None else "forward" for t in order]
+    outputs = forward if isinstance(forward, (list, tuple)) else [forward]
+    seen = {id(t) for output in outputs for t in _graph(output)}
+    return ["leaf" if t.node is None else "forward" if id(t) in seen else "gradient"
+            for t in order]
 
 
 
@@ -181,8 +228,14 @@ def _ordered_layers(order):
     return layers
 
 
-def _draw_edges(ax, order, position, width, trace):
-    """An arrow from each input to its use; with a trace, the gradient norm along it."""
+def _draw_edges(ax, order, position, layer_of, size, downwards, fig_size, trace):
+    """An arrow from each input to its use, from box edge to box edge (right to left edge, or
+    bottom to top edge when ``downwards``); with a trace, the gradient norm along it.
+
+    An arrow that skips layers bows outwards (a quadratic Bezier, matplotlib's arc3: control
+    point = midpoint + rad * (dy, -dx)), around the boxes of the layers between, instead of
+    crossing them."""
+    width, height = size
     index = {id(t): i for i, t in enumerate(order)}
     for child, t in enumerate(order):
         if t.node is None:
@@ -194,15 +247,36 @@ def _draw_edges(ax, order, position, width, trace):
                 drawn.setdefault(index[id(p)], []).append(norms.get(k))
         for parent, edge_norms in drawn.items():
             (x0, y0), (x1, y1) = position[parent], position[child]
-            start, end = (x0 + width / 2, y0), (x1 - width / 2, y1)
+            if downwards:
+                start, end = (x0, y0 - height / 2), (x1, y1 + height / 2)
+            else:
+                start, end = (x0 + width / 2, y0), (x1 - width / 2, y1)
+            rad = 0.0
+            if layer_of[child] - layer_of[parent] > 1:
+                # outwards: away from the figure's middle, on the side the input stands
+                outside = x0 < fig_size[0] / 2 if downwards else y0 > fig_size[1] / 2
+                rad = 0.3 if outside else -0.3
             ax.annotate("", xy=end, xytext=start, zorder=1,
                         arrowprops=dict(arrowstyle="-|>", color="#555555", lw=0.8,
-                                        shrinkA=0, shrinkB=0))
+                                        shrinkA=0, shrinkB=0,
+                                        connectionstyle=f"arc3,rad={rad}"))
             known = [n for n in edge_norms if n is not None]
-            if known:
+            if known and rad:
+                # near the use, on the curve: B(s) = (1-s)^2 start + 2s(1-s) control + s^2 end
+                dx, dy = end[0] - start[0], end[1] - start[1]
+                control = ((start[0] + end[0]) / 2 + rad * dy, (start[1] + end[1]) / 2 - rad * dx)
+                s = 0.85
+                lx, ly = ((1 - s) ** 2 * start[axis] + 2 * s * (1 - s) * control[axis]
+                          + s * s * end[axis] for axis in (0, 1))
+            elif known:
                 # in the last gap before the use, where no box stands in the way
-                lx = end[0] - _GAP / 2
-                ly = start[1] + (end[1] - start[1]) * (lx - start[0]) / (end[0] - start[0])
+                if downwards:
+                    ly = end[1] + _GAP_DOWN / 2
+                    lx = start[0] + (end[0] - start[0]) * (ly - start[1]) / (end[1] - start[1])
+                else:
+                    lx = end[0] - _GAP / 2
+                    ly = start[1] + (end[1] - start[1]) * (lx - start[0]) / (end[0] - start[0])
+            if known:
                 ax.text(lx, ly, ", ".join(f"{n:.3g}" for n in known), ha="center",
                         va="center", fontsize=_FONT - 1, color="#b03030", zorder=4,
                         bbox=dict(boxstyle="round,pad=0.1", facecolor="white",

@@ -1,13 +1,16 @@
-"""Every command shown in docs/*.md runs: bash and python blocks, page by page, on small settings.
+"""Every command shown in docs/*.md runs: bash and python blocks, page by page, on small settings;
+so does every Python example of README.md.
 
 The convention (also at the top of docs/README.md):
 - ```bash blocks run as one bash script (set -e), after SUBSTITUTIONS shrink each line's settings;
 - ```python blocks run each as its own script in a fresh interpreter;
 - ```text blocks are sample output and are not run;
 - a block right after a line `<!-- docs-test: skip (reason) -->` is not run (GPU commands).
-A page's blocks run in document order in one temporary folder, so `docs/figures/...` and `runs/...`
-land there and the repository is left as it was. benchmarks/*.py are copied into that folder:
-the scripts write their results next to themselves (ROOT/benchmarks/results).
+A page's blocks run in document order in one temporary folder, so `runs/...` lands there and the
+repository is left as it was. That folder is a git repository holding a copy of what a command
+could overwrite: benchmarks/ (the scripts, which write relative to themselves, and their committed
+results), docs/figures/ and .gitignore. After a page's blocks `git status --porcelain` must be
+empty there: a documented command changes no committed file and leaves nothing git would track.
 """
 import os
 import re
@@ -28,8 +31,9 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 SUBSTITUTIONS = [
     (r"^python benchmarks/reparam\.py( --quick)?$",
      "python benchmarks/reparam.py --quick --no-torch --max-log2 16 --dtypes float32 --pause 0"),
-    (r"^python benchmarks/posteriors\.py", r"\g<0> --posteriors gaussian laplace --iw-samples 4"),
-    (r"--epochs 3 --train-subset \d+",
+    (r"^python benchmarks/posteriors\.py",
+     r"\g<0> --posteriors gaussian laplace --iw-samples 4 --iw-subset 16"),
+    (r"--epochs \d+ --train-subset \d+",
      "--epochs 1 --train-subset 256 --test-subset 128 --hidden-dim 16"),
     (r"--iw 1000", "--iw 5 --iw-subset 16"),
     (r"^python benchmarks/estimators\.py",
@@ -65,24 +69,40 @@ def blocks(text):
     return found
 
 
-def runnable(page):
+def runnable(page, languages=("bash", "python")):
+    """[(language, code)] of the blocks of ``page`` (a name in docs/, or a path) that run."""
     with open(os.path.join(DOCS, page)) as f:
         return [(lang, code) for lang, code, skipped in blocks(f.read())
-                if lang in ("bash", "python") and not skipped]
+                if lang in languages and not skipped]
+
+
+def git(root, *arguments):
+    """stdout of ``git arguments`` in ``root``, as a user no configuration of this machine
+    changes."""
+    return subprocess.run(["git", "-c", "user.name=docs test", "-c", "user.email=docs@test",
+                           "-c", "commit.gpgsign=false", *arguments], cwd=root, check=True,
+                          capture_output=True, text=True, timeout=60).stdout
 
 
 def workspace(root):
-    """A folder to run a page in: docs/figures/ and a copy of the benchmark scripts."""
-    os.makedirs(os.path.join(root, "docs", "figures"))
-    bench = os.path.join(root, "benchmarks")
-    os.makedirs(bench)
-    for name in os.listdir(os.path.join(REPO, "benchmarks")):
-        if name.endswith((".py", ".sh")):
-            shutil.copy(os.path.join(REPO, "benchmarks", name), bench)
+    """A folder to run a page in, committed as a git repository: the benchmark scripts and
+    their results, docs/figures/ and .gitignore, copied from the repository."""
+    shutil.copytree(os.path.join(REPO, "benchmarks"), os.path.join(root, "benchmarks"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(REPO, "docs", "figures"), os.path.join(root, "docs", "figures"))
+    shutil.copy(os.path.join(REPO, ".gitignore"), root)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "what the documented commands must leave as it is")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                MPLBACKEND="Agg", PATH=os.path.dirname(sys.executable) + os.pathsep
                + os.environ.get("PATH", ""))
     return env
+
+
+def changed_files(root):
+    """``git status --porcelain`` lines of a workspace: what its commands changed or added."""
+    return git(root, "status", "--porcelain", "--untracked-files=all").splitlines()
 
 
 def run_block(language, code, cwd, env, index):
@@ -90,7 +110,7 @@ def run_block(language, code, cwd, env, index):
         script = "set -e\n" + "\n".join(shrink(line) for line in code.splitlines())
         command = ["bash", "-c", script]
     else:
-        path = os.path.join(cwd, f"block_{index}.py")
+        path = os.path.join(os.path.dirname(cwd), f"block_{index}.py")
         with open(path, "w") as f:
             f.write(code + "\n")
         command = [sys.executable, path]
@@ -111,6 +131,11 @@ def test_block_parser_and_substitutions():
     assert shrink("python -m vae eval runs/x --iw 1000") == \
         "python -m vae eval runs/x --iw 5 --iw-subset 16"
     assert "--quick" in shrink("python benchmarks/reparam.py")
+    # the committed posteriors run (10 epochs on all 60000 images) runs small too
+    assert shrink("python benchmarks/posteriors.py --epochs 10 --train-subset 0 --out runs/p") == (
+        "python benchmarks/posteriors.py --posteriors gaussian laplace --iw-samples 4 "
+        "--iw-subset 16 --epochs 1 --train-subset 256 --test-subset 128 --hidden-dim 16 "
+        "--out runs/p")
 
 
 def test_pages_exist_and_have_code():
@@ -133,15 +158,31 @@ def test_links_resolve(page):
             f"docs/{page} links to {target}, which does not exist"
 
 
+def test_readme_python_blocks_run(tmp_path):
+    """README.md's Python examples run as written, each in a fresh interpreter (its bash blocks
+    are the set-up commands, which .ci/run runs, and commands the docs pages run)."""
+    code = runnable(os.path.join(REPO, "README.md"), languages=("python",))
+    assert len(code) >= 3, "README.md should show the engine, higher-order and gradcheck examples"
+    root = str(tmp_path / "repository")
+    env = workspace(root)
+    for index, (language, block) in enumerate(code):
+        run_block(language, block, root, env, index)
+    assert not changed_files(root), f"README.md's examples write files: {changed_files(root)}"
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md"])
 def test_page_runs(page, tmp_path):
-    env = workspace(str(tmp_path))
+    root = str(tmp_path / "repository")
+    env = workspace(root)
     for index, (language, code) in enumerate(runnable(page)):
-        run_block(language, code, str(tmp_path), env, index)
-    # the figures a page writes into docs/figures are made by its commands
+        run_block(language, code, root, env, index)
+    changed = changed_files(root)
+    assert not changed, (f"the commands of docs/{page} change or add files that git would track "
+                         "(write into runs/, or a folder the reader names):\n" + "\n".join(changed))
+    # the figures a page shows from docs/figures are made by its commands, into runs/figures
     with open(os.path.join(DOCS, page)) as f:
-        made = re.findall(r"\(figures/([^)]+)\)", f.read())
-    for name in made:
-        produced = os.path.join(str(tmp_path), "docs", "figures", name)
-        if os.path.exists(os.path.join(DOCS, "figures", name)) and not os.path.exists(produced):
-            pytest.fail(f"docs/{page} shows figures/{name} but its commands did not write it")
+        shown = re.findall(r"\(figures/([^)]+)\)", f.read())
+    for name in shown:
+        if not os.path.exists(os.path.join(root, "runs", "figures", name)):
+            pytest.fail(f"docs/{page} shows figures/{name} but its commands did not write "
+                        f"runs/figures/{name}")

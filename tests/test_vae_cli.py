@@ -75,6 +75,18 @@ def test_module_help_lists_the_commands():
     assert result.returncode == 0, result.stderr
     for command in FLAGS:
         assert command in result.stdout
+    # the module docstring's examples, as written
+    assert "examples:\n  python -m vae train --epochs 10 --out runs/mnist" in result.stdout
+    assert "python -m vae eval runs/mnist --iw 1000" in result.stdout
+
+
+def test_plot_help_lists_every_figure(capsys):
+    from vae import run_folder
+    with pytest.raises(SystemExit):
+        cli.main(["plot", "--help"])
+    text = " ".join(capsys.readouterr().out.split())   # argparse wraps the description
+    for name in run_folder.FIGURES:
+        assert name in text, name
 
 
 @pytest.mark.parametrize("command", sorted(FLAGS))

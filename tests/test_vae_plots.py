@@ -106,3 +106,17 @@ def test_traversal_images_check_the_image_size():
     model = tiny_vae(input_dim=16, hidden_dim=5, latent_dim=3)
     with pytest.raises(ValueError, match="9 pixels"):
         plots.traversal_images(model, np.zeros(9), 5, 1.0)
+
+
+def test_traversal_labels_are_legible_at_page_width(tmp_path, monkeypatch):
+    """Every text of the grid is at least 9 pt once the figure is scaled to 800 px wide."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **options: figures.append(fig) or path)
+    model = tiny_vae(input_dim=784, hidden_dim=5, latent_dim=2)
+    plots.latent_traversals(model, np.full(784, 0.5), str(tmp_path / "t.png"), steps=9, span=2.0)
+    (fig,) = figures
+    ax = fig.axes[0]
+    texts = [*ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label, ax.title]
+    scale = 800 / (fig.get_figwidth() * 100)   # saved at 100 dpi, shown 800 px wide
+    smallest = min(text.get_fontsize() for text in texts) * min(scale, 1.0)
+    assert smallest >= 9, f"the smallest label is {smallest:.1f} pt at page width"

@@ -122,3 +122,29 @@ def test_layers_put_each_leaf_just_before_its_first_use():
     layers = viz._ordered_layers(order)
     names = [sorted(order[i].op or order[i].name or "b" for i in layer) for layer in layers]
     assert names == [["w", "x"], ["mul"], ["b", "exp"], ["add"], ["sum"]]
+
+
+def test_a_deep_graph_is_laid_out_to_fit_a_page(tmp_path):
+    """The VAE's loss (20 nodes deep) grows downwards, at most a page wide, never in a long row."""
+    from PIL import Image
+    path = viz.draw_graph(vae_loss(), tmp_path / "vae.png")
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width <= viz.PAGE_WIDTH * 100 and height > width, (width, height)
+
+
+def test_second_order_nodes_are_told_from_the_forward(tmp_path):
+    from PIL import Image
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True, name="x")
+    y = mg.tanh(x).sum()
+    (g,) = mg.grad(y, x, create_graph=True)
+    order = mg.graph.topological_order(g.sum())
+    roles = dict(zip((t.op or t.name for t in order), viz._roles(order, y)))
+    assert roles == {"x": "leaf", "tanh": "forward", "mul": "gradient", "sub": "gradient",
+                     "sum": "gradient"}
+    assert set(viz._roles(order, None)) == {"leaf", "forward"}
+    path = viz.draw_graph(g.sum(), tmp_path / "second.png", forward=y)
+    with Image.open(path) as image:
+        colours = {colour for _, colour in image.convert("RGB").getcolors(1 << 20)}
+    face = viz._COLOURS["gradient"][0]
+    assert tuple(int(face[i:i + 2], 16) for i in (1, 3, 5)) in colours

@@ -17,9 +17,10 @@ import argparse
 import dataclasses
 import os
 import sys
+import textwrap
 
 from minigrad.backend import DEVICES, DeviceUnavailableError
-from vae import checkpoint, config, train
+from vae import checkpoint, config, run_folder, train
 from vae.checkpoint import CheckpointError
 from vae.data import DataError
 from vae.evaluate import convention, evaluate, importance_weighted_bound
@@ -220,9 +221,21 @@ def cmd_plot(args):
         print(f"wrote {path}")
 
 
+# the examples of this module's docstring, shown by --help
+EXAMPLES = "examples:\n" + textwrap.indent(textwrap.dedent(__doc__.split("\n\n")[1]), "  ")
+# what `plot` draws: the figures of vae.plots.plot_run, by their file names in the run folder
+PLOT_FIGURES = ("writes into RUN/: " + ", ".join(name for name in run_folder.FIGURES
+                                                 if name not in ("grad_norms.png", "manifold.png",
+                                                                 "manifold.gif"))
+                + "; grad_norms.png when the run had --log-grads; manifold.png for a 2-D "
+                "latent space; manifold.gif when the run kept --manifold-frames")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m vae", description=
-                                     "A VAE on MNIST trained with minigrad, on the CPU or a GPU.")
+                                     "A VAE on MNIST trained with minigrad, on the CPU or a GPU.",
+                                     epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="train (or --resume) a VAE into a run folder")
     _add_train_flags(p)
@@ -239,7 +252,8 @@ def build_parser():
                    help="seed of the prior draws (default: %(default)s)")
     p.add_argument("--output", default=None, help="PNG path (default: RUN/samples.png)")
     p.set_defaults(func=cmd_sample)
-    p = commands.add_parser("plot", help="draw every figure of a saved run into its folder")
+    p = commands.add_parser("plot", help="draw every figure of a saved run into its folder",
+                            description=PLOT_FIGURES)
     p.add_argument("run", help="run folder")
     p.set_defaults(func=cmd_plot)
     return parser

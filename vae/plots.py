@@ -26,6 +26,7 @@ ENCODE_BATCH = 1000  # examples per encoder pass: bounds memory on the full test
 GAP_SHADE = 0.2      # pixel value of the gaps between tiles: light grey, drawn as ink on paper
 FRAME_INCHES = (6.0, 6.4)  # fixed figure size (no tight bbox): every GIF frame has one size
 FRAME_DPI = 100
+LABEL_POINTS = 10    # tick and axis labels of the traversal grid: legible at a page's width
 
 
 def _side(model, caller):
@@ -372,15 +373,18 @@ def latent_traversals(model, image, path, steps=9, span=3.0):
     step = side + 2                                                        # tile plus gap (pad 2)
     offsets = traversal_offsets(steps, span)
     height, width = canvas.shape
-    fig, ax = plt.subplots(figsize=(max(4.0, width * 0.04 + 1.0), max(2.5, height * 0.04 + 0.8)))
+    # 0.028 inch a pixel: 9 steps of 28 pixels make a figure of about 8.5 inches, shown near
+    # its own size on a page, so LABEL_POINTS stays what it says
+    fig, ax = plt.subplots(figsize=(max(4.0, width * 0.028 + 1.0), max(2.5, height * 0.028 + 0.8)))
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     centres = 2 + step * np.arange(max(latent, steps)) + side / 2 - 0.5
-    ax.set_yticks(centres[:latent], [f"z[{i}]" for i in range(latent)], fontsize=6)
-    ax.set_xticks(centres[:steps], [f"{o:+.1f}" for o in offsets], fontsize=6)
+    # NOTE: sizes for a page that shows the figure about 800 px wide: 10 pt stays legible
+    ax.set_yticks(centres[:latent], [f"z[{i}]" for i in range(latent)], fontsize=LABEL_POINTS)
+    ax.set_xticks(centres[:steps], [f"{o:+.1f}" for o in offsets], fontsize=LABEL_POINTS)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_xlabel("offset from the posterior mean", fontsize=8)
+    ax.set_xlabel("offset from the posterior mean", fontsize=LABEL_POINTS)
     ax.set_title(f"Latent traversals: one row per dimension, mean {-span:+.1f} .. {span:+.1f}",
-                 fontsize=9)
+                 fontsize=LABEL_POINTS + 1)
     return _save(fig, path)
