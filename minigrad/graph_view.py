@@ -3,8 +3,11 @@ from minigrad.graph import topological_order
 
 
 def _label(tensor):
+    """"name op shape dtype"; an op with several outputs gets the output's index, op[1]."""
     name = f"{tensor.name} " if tensor.name else ""
     kind = tensor.op if tensor.op is not None else "leaf"
+    if tensor.node is not None and len(tensor.node.outputs) > 1:
+        kind += f"[{tensor.output_index}]"
     return f"{name}{kind} {tensor.shape} {tensor.dtype}"
 
 
