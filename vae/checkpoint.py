@@ -36,11 +36,16 @@ class CheckpointError(ValueError):
 
 def save(path, arrays, metadata):
     """Write ``arrays`` (name -> ndarray) and ``metadata`` (JSON-able dict) to ``path`` atomically."""
+    return replace_atomically(path, writer(arrays, metadata))
+
+
+def writer(arrays, metadata):
+    """write(file) putting ``arrays`` and ``metadata`` into a file as a checkpoint."""
     if METADATA_KEY in arrays:
         raise ValueError(f"save: {METADATA_KEY!r} is reserved for the metadata")
     payload = dict(arrays)
     payload[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
-    return replace_atomically(path, lambda f: np.savez(f, **payload))
+    return lambda f: np.savez(f, **payload)
 
 
 def read_metadata(path):

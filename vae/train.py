@@ -308,13 +308,19 @@ class Trainer:
         self.shuffle_rng.bit_generator.state = metadata["shuffle_rng"]
         self.binarize_rng.bit_generator.state = metadata["binarize_rng"]
 
-    def save(self, path):
-        """Write the checkpoint atomically; refuse (TrainingError) state that is not finite."""
+    def save(self, path, config_path=None):
+        """Write the checkpoint atomically, and with ``config_path`` the config as config.json
+        with it, both or neither (``run_folder.replace_together``): a failed write never leaves
+        a config.json that describes another checkpoint.  Refuse (TrainingError) state that is
+        not finite."""
         bad = self.non_finite_state()
         if bad is not None:
             raise TrainingError(f"epoch {self.epoch}: {bad} holds NaN or Inf values; not saved "
                                 f"over {path}")
-        return checkpoint.save(path, *self._state())
+        files = [(path, checkpoint.writer(*self._state()))]
+        if config_path is not None:
+            files.append((config_path, run_folder.config_writer(self.config)))
+        return run_folder.replace_together(files)[0]
 
     def expected_arrays(self):
         """{array name: (shape, dtype)} of every array a checkpoint of this trainer may hold."""
@@ -462,9 +468,11 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
     """Train (or resume) the run in ``config.out``; return the Trainer after the last epoch.
 
     A folder that already holds a run is refused unless ``resume`` (continue it from its
-    checkpoint) or ``overwrite`` (delete it and start over).  On resume, TRAINING settings that
-    differ from the checkpoint's are refused unless ``allow_changed_settings``; an accepted
-    change is recorded in the next metrics line as "settings_changed".
+    checkpoint) or ``overwrite`` (replace it by a new run).  An overwritten run is removed only
+    when the new run's first epoch is ready to be saved: bad data, subsets or device, a NaN or
+    an interrupt before then leave it whole.  On resume, TRAINING settings that differ from the
+    checkpoint's are refused unless ``allow_changed_settings``; an accepted change is recorded
+    in the next metrics line as "settings_changed".
     """
     config.validate()
     folder = config.out
@@ -479,12 +487,11 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
                 f"{checkpoint_path}: no such checkpoint; --resume needs an earlier run in "
                 f"{folder} that finished an epoch")
         present = run_folder.existing_run_files(folder)
-        if present and not resume:
-            if not overwrite:
-                raise run_folder.RunFolderError(
-                    f"{folder}: already holds a run ({', '.join(present)}); pass --resume to "
-                    "continue it, or --overwrite to delete it and start over")
-            log(f"--overwrite: removed {', '.join(run_folder.clear_run(folder))} from {folder}")
+        if present and not resume and not overwrite:
+            raise run_folder.RunFolderError(
+                f"{folder}: already holds a run ({', '.join(present)}); pass --resume to "
+                "continue it, or --overwrite to delete it and start over")
+        replacing = bool(present) and not resume
         dataset = data.load(config.data) if dataset is None else dataset
         trainer = Trainer(config, dataset)
         changes = {}
@@ -496,14 +503,15 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
                 log("changed on resume: " + ", ".join(
                     f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
                     + "; from here the run is not bit-identical to a straight one")
-        else:
+        elif not replacing:
             run_folder.write_config(folder, config)
-        _train_epochs(trainer, dataset, changes, log)
+        _train_epochs(trainer, dataset, changes, log, replacing)
     return trainer
 
 
-def _train_epochs(trainer, dataset, changes, log):
-    """The epochs of ``run``: train, evaluate, check, record, save; until config.epochs."""
+def _train_epochs(trainer, dataset, changes, log, replacing=False):
+    """The epochs of ``run``: train, evaluate, check, record, save; until config.epochs.
+    ``replacing``: the folder holds an old run that the first save removes (--overwrite)."""
     config, folder = trainer.config, trainer.config.out
     checkpoint_path = os.path.join(folder, CHECKPOINT)
     log(f"training on {len(trainer.train_images)} images from {dataset.source}, "
@@ -526,8 +534,12 @@ def _train_epochs(trainer, dataset, changes, log):
                 raise TrainingError(f"epoch {trainer.epoch}: the test -ELBO is "
                                     f"{test['neg_elbo']}; {trainer.explain_evaluation()}")
         except TrainingError as err:
-            kept = ("nothing was saved (no epoch had finished)" if saved_epoch is None else
-                    f"{checkpoint_path} keeps epoch {saved_epoch}")
+            if replacing:
+                kept = f"the old run in {folder} is left as it was"
+            elif saved_epoch is None:
+                kept = "nothing was saved (no epoch had finished)"
+            else:
+                kept = f"{checkpoint_path} keeps epoch {saved_epoch}"
             raise TrainingError(f"{err}; stopped, {kept}") from None
         record = {"epoch": trainer.epoch, "train_loss": train_loss, "test_neg_elbo": test["neg_elbo"],
                   "test_reconstruction": test["reconstruction"], "test_kl": test["kl"],
@@ -538,11 +550,14 @@ def _train_epochs(trainer, dataset, changes, log):
         if changes:  # the first epoch after an accepted change of settings says so
             record["settings_changed"] = {name: list(pair) for name, pair in changes.items()}
             changes = {}
+        if replacing:  # the new run has its first epoch: now the old one goes
+            log(f"--overwrite: removed {', '.join(run_folder.clear_run(folder))} from {folder}")
+            replacing = False
         run_folder.append_metrics(folder, record)
         # NOTE: the checkpoint comes after the metrics: a crash between leaves metrics ahead of
-        # the checkpoint, which resume trims; the other order would lose this epoch's metrics
-        trainer.save(checkpoint_path)
-        run_folder.write_config(folder, config)  # config.json always describes the checkpoint
+        # the checkpoint, which resume trims; the other order would lose this epoch's metrics.
+        # config.json is written with the checkpoint, both or neither: it always describes it
+        trainer.save(checkpoint_path, os.path.join(folder, run_folder.CONFIG))
         saved_epoch = trainer.epoch
         if draw_frame is not None:
             draw_frame(trainer.model, trainer.epoch)
@@ -583,7 +598,8 @@ def load_run(folder):
                            for name, (a, b) in differ.items())
         raise checkpoint.CheckpointError(
             f"{os.path.join(folder, run_folder.CONFIG)}: disagrees with {path} ({listed}); the "
-            "checkpoint holds what was trained: undo the edit to config.json")
+            "checkpoint holds what was trained: undo the edit to config.json (if no one edited "
+            "it, a trainer was killed between renaming the two into place)")
     # eval, sample and plot run on the CPU, whatever device trained the run
     config = dataclasses.replace(saved, out=folder, device="cpu", kernel_backend=None)
     trainer = Trainer(config, data.load(config.data))
