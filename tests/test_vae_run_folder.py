@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from minigrad import backend
 from minigrad.backend import DeviceUnavailableError
@@ -218,6 +219,18 @@ def test_figures_refuse_a_link_at_their_path(data_folder, tmp_path, capsys):
     assert cli.main(["plot", folder]) == 1
     assert "samples.png: is a symbolic link" in capsys.readouterr().err
     assert outside.read_bytes() == b"someone else's picture"
+
+
+def test_plot_refuses_a_planted_png_bomb_in_the_frames(data_folder, tmp_path, capsys):
+    folder = tmp_path / "run"
+    train_quietly(tiny(folder, data_folder))
+    os.makedirs(folder / run_folder.FRAMES)
+    for epoch, size in ((1, (4000, 4000)), (2, (600, 640))):
+        Image.new("1", size).save(folder / run_folder.FRAMES / f"epoch_{epoch:03d}.png")
+    assert cli.main(["plot", str(folder)]) == 1
+    printed = capsys.readouterr().err
+    assert "epoch_001.png declares 4000 x 4000 pixels" in printed
+    assert len(printed.splitlines()) == 1
 
 
 # --- killed mid-write -------------------------------------------------------------------------
