@@ -33,6 +33,7 @@ class Case:
     label: str                  # what the case exercises
     fn: Callable                # takes the inputs, returns a Tensor
     inputs: tuple               # named float64 Tensors; constants have requires_grad=False
+    unit_cotangent: bool = False  # checked with v = 1 (see gradcheck's grad_outputs), else random
 
     @property
     def id(self):
@@ -49,6 +50,12 @@ class Case:
         too) in ``dtype``; options go to the check."""
         inputs = [Tensor(t.data.astype(dtype), requires_grad=t.requires_grad, name=t.name)
                   for t in self.inputs]
+        return self.check_inputs(inputs, order, **options)
+
+    def check_inputs(self, inputs, order=1, **options):
+        """The check of fn on ``inputs``: the case's own, cast or moved to a device."""
+        if order == 1 and self.unit_cotangent:
+            options = {"grad_outputs": np.ones(()), **options}
         check = {1: gradcheck, 2: gradgradcheck}[order]
         return check(self.fn, inputs, **options)
 
@@ -59,12 +66,13 @@ class Constant:
     value: object
 
 
-def case(op, label, fn, /, **inputs):
-    """Register ``fn(*inputs.values())`` as a case of ``op``; keyword names name the inputs."""
+def case(op, label, fn, /, unit_cotangent=False, **inputs):
+    """Register ``fn(*inputs.values())`` as a case of ``op``; keyword names name the inputs;
+    ``unit_cotangent``: fn returns one element, checked at the cotangent 1 only."""
     tensors = tuple(Tensor(np.asarray(getattr(value, "value", value), dtype=np.float64),
                            requires_grad=not isinstance(value, Constant), name=name)
                     for name, value in inputs.items())
-    CASES.append(Case(op, label, fn, tensors))
+    CASES.append(Case(op, label, fn, tensors, unit_cotangent))
 
 
 def normal(*shape):
@@ -320,6 +328,8 @@ def kl_loss(mu, logvar, cotangent, kl_weight, **position):
 
     z's backward carries kl_weight times the KL's gradient, while kl comes back without a graph;
     adding kl as a plain value makes the differences see the same function the VJP differentiates.
+    That gradient is the loss's for the cotangent 1 (where backward() starts) and is not scaled
+    by another: the first order is checked at v = 1 (``unit_cotangent``).
     """
     z, kl = mg.reparameterize_kl(mu, logvar, kl_weight, **position)
     return mg.sum(mg.mul(z, cotangent)) + kl_weight * kl
@@ -333,7 +343,7 @@ KL_REPARAMETERIZATIONS = [  # (label, shape, kl_weight, seed, offset, save_noise
 for label, shape, weight, seed, offset, save_noise in KL_REPARAMETERIZATIONS:
     case("reparameterize_kl", label,
          lambda mu, logvar, c, w=weight, s=seed, o=offset, n=save_noise:
-             kl_loss(mu, logvar, c, w, seed=s, offset=o, save_noise=n),
+             kl_loss(mu, logvar, c, w, seed=s, offset=o, save_noise=n), unit_cotangent=True,
          mu=normal(*shape), logvar=normal(*shape), c=Constant(normal(*shape)))
 
 for family, (seed, offset) in zip(mg.ops.families.FAMILIES, [(5, 0), (6, 11), (2**33, 3), (9, 2)]):
