@@ -6,9 +6,9 @@ memory and theoretical occupancy per kernel, for sm_80 and sm_90.
 
 Needs the compilers as wheels (pip install -e ".[gpu-compile]": numba-cuda's NVVM, NVRTC,
 cuda-bindings, and ptxas from nvidia-cuda-nvcc, all from one CUDA release, since ptxas must be
-at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without them it says what is
-missing and exits with status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles
-nothing).
+at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without any one of them (PyTorch's
+CUDA wheels bring NVRTC and cuda-bindings but not NVVM) it says what is missing and exits with
+status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles nothing).
 
 What is compiled, exactly as the backends build it:
 - numba_cuda: every specialisation kernels.numba_cuda launches
@@ -49,10 +49,14 @@ FIELDS = ("registers", "stack", "spill_stores", "spill_loads", "shared", "thread
 
 
 def missing_toolchain():
-    """Why the report cannot be made here (a sentence), or None."""
+    """Why the report cannot be made here (a sentence), or None.  Every package of PACKAGES must
+    be installed (the report records their versions), and each compiler must load."""
     from numba.core import config
     if config.ENABLE_CUDASIM:
         return "NUMBA_ENABLE_CUDASIM is set: the simulator compiles nothing"
+    absent = [name for name in PACKAGES if not _installed(name)]
+    if absent:
+        return f"the CUDA compilers are not all installed (missing: {', '.join(absent)})"
     try:
         from cuda.bindings import nvrtc  # noqa: F401
         from numba.cuda.cudadrv import nvvm
@@ -65,6 +69,14 @@ def missing_toolchain():
     if ptxas() is None:
         return "ptxas is not installed (pip install nvidia-cuda-nvcc)"
     return None
+
+
+def _installed(name):
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def ptxas():

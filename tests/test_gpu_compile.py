@@ -3,7 +3,8 @@
 numba_cuda's launched specialisations through NVVM and ptxas, reparam.cu and adam.cu through NVRTC
 with kernels.cuda_c's options, for sm_80 and sm_90: no spill and no local stack anywhere, no
 contraction the source does not write and no flushed subnormals, and the report equal to the
-committed benchmarks/results/compile_report.json.
+committed benchmarks/results/compile_report.json; a toolkit with a piece missing reads as a
+missing toolchain, never a crash.
 
 The compilers are wheels (pip install -e ".[gpu-compile]"). Without them these tests skip, saying
 so, unless MINIGRAD_REQUIRE_GPU_COMPILERS=1 (as .ci/run sets): then a missing compiler fails.
@@ -52,6 +53,36 @@ def report(tmp_path_factory):
         pytest.skip(message)
     assert result.returncode == 0, result.stderr
     return json.loads((out / "compile_report.json").read_text())
+
+
+# compile_report.main with the nvidia-nvvm distribution hidden: a partial toolkit, as PyTorch's
+# CUDA wheels leave (NVRTC, cuda-bindings, no NVVM)
+PARTIAL_TOOLKIT = """
+import sys
+from importlib import metadata
+from benchmarks import compile_report
+
+def version(name):
+    if name == "nvidia-nvvm":
+        raise metadata.PackageNotFoundError(name)
+    return metadata.version(name)
+
+compile_report.metadata = type("Hidden", (), {"version": staticmethod(version),
+                                             "PackageNotFoundError": metadata.PackageNotFoundError})
+sys.exit(compile_report.main(["--out", sys.argv[1]]))
+"""
+
+
+def test_a_partial_toolkit_reads_as_a_missing_toolchain(tmp_path):
+    # the report crashed with PackageNotFoundError: nvidia-nvvm, after compiling everything
+    result = subprocess.run([sys.executable, "-c", PARTIAL_TOOLKIT, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600,
+                            env={**_without_simulator(), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == MISSING_TOOLCHAIN, result.stderr
+    assert result.stderr.startswith("compile_report: cannot compile here: the CUDA compilers "
+                                    "are not all installed (missing: ")
+    assert "nvidia-nvvm" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_kernel_compiles_for_both_archs_without_spills_or_a_stack(report):
