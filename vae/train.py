@@ -41,14 +41,11 @@ from minigrad.backend import namespace, to_device
 from minigrad.optim import Adam
 from minigrad.random import Stream
 from vae import checkpoint, data, run_folder
-from vae.config import (ARCHITECTURE, MAX_EPOCHS, Config, config_from_dict, differences,
-                        training_changes)
+from vae.config import ARCHITECTURE, Config, differences, training_changes
 from vae.evaluate import convention, evaluate
 from vae.model import VAE
 
 CHECKPOINT = run_folder.CHECKPOINT
-FORMAT = "minigrad-vae-checkpoint/1"
-METADATA_KEYS = ("config", "epoch", "optimizer", "stream", "shuffle_rng", "binarize_rng")
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own stream, never the training one
 # steps between reads of the loss on a GPU: each read waits for the device (1 on the CPU,
 # where reading is free); about 9 reads per epoch at batch 128
@@ -287,9 +284,10 @@ class Trainer:
     def _state(self):
         """(arrays, metadata): a copy of everything a checkpoint holds."""
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        optimizer_state = _split_arrays(self.optimizer.state_dict(), "optimizer", arrays)
+        optimizer_state = checkpoint.split_arrays(self.optimizer.state_dict(), "optimizer",
+                                                  arrays)
         metadata = {
-            "format": FORMAT,
+            "format": checkpoint.FORMAT,
             "config": dataclasses.asdict(self.config),
             "epoch": self.epoch,
             "stream": self.stream.state_dict(),
@@ -302,7 +300,7 @@ class Trainer:
     def _load_state(self, arrays, metadata):
         state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
         self.model.load_state_dict(state)
-        self.optimizer.load_state_dict(_join_arrays(metadata["optimizer"], arrays))
+        self.optimizer.load_state_dict(checkpoint.join_arrays(metadata["optimizer"], arrays))
         self.epoch = metadata["epoch"]
         self.stream.load_state_dict(metadata["stream"])
         self.shuffle_rng.bit_generator.state = metadata["shuffle_rng"]
@@ -338,7 +336,7 @@ class Trainer:
         array is read; then each array's declared shape and dtype must be this model's.
         """
         def expected(metadata):
-            saved = checked_metadata(path, metadata)
+            saved = checkpoint.checked_metadata(path, metadata)
             for name in ARCHITECTURE:
                 if getattr(saved, name) != getattr(self.config, name):
                     raise checkpoint.CheckpointError(
@@ -351,7 +349,7 @@ class Trainer:
         except (KeyError, ValueError, TypeError, OverflowError) as err:
             raise checkpoint.CheckpointError(f"{path}: does not fit this model or its states "
                                              f"are unreadable ({err})") from None
-        return checked_metadata(path, metadata)
+        return checkpoint.checked_metadata(path, metadata)
 
     def resume(self, path, allow_changed_settings=False):
         """``restore``, then compare the TRAINING settings with the checkpoint's: refuse a
@@ -381,44 +379,6 @@ def _anomaly_text(err):
             f"created at {err.origin or 'an unknown line'}{source}")
 
 
-def checked_metadata(path, metadata):
-    """The Config inside a checkpoint's metadata, after checking every field's type and range;
-    a CheckpointError names what is wrong."""
-    fail = checkpoint.CheckpointError
-    if metadata.get("format") != FORMAT:
-        raise fail(f"{path}: format {metadata.get('format')!r} is not a minigrad VAE checkpoint")
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise fail(f"{path}: the metadata lacks {missing}")
-    epoch = metadata["epoch"]
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
-        raise fail(f"{path}: the metadata's epoch is {epoch!r}; expected an integer in "
-                   f"[0, {MAX_EPOCHS}]")
-    for key in ("optimizer", "stream", "shuffle_rng", "binarize_rng"):
-        if not isinstance(metadata[key], dict):
-            raise fail(f"{path}: the metadata's {key} is {type(metadata[key]).__name__}, "
-                       "expected a JSON object")
-    for where, value in _numbers(metadata["optimizer"], "the optimizer's"):
-        if isinstance(value, int) and not -2**63 <= value < 2**63:
-            raise fail(f"{path}: {where} is {value}, out of range for a count")
-    try:
-        return config_from_dict(metadata["config"], f"{path}: the checkpoint's config")
-    except ValueError as err:
-        raise fail(str(err)) from None
-
-
-def _numbers(value, where):
-    """(where, number) for every number inside a JSON value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _numbers(item, f"{where} {key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _numbers(item, f"{where} {i}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield where, value
-
-
 class _DeviceUniforms:
     """``random(shape, dtype)`` uniforms in [0, 1) drawn on the GPU by a seeded CuPy RandomState:
     the one method of a Generator that ``data.dynamic_binarize`` calls."""
@@ -429,31 +389,6 @@ class _DeviceUniforms:
 
     def random(self, shape, dtype):
         return self._state.random_sample(shape, dtype=dtype)
-
-
-def _split_arrays(value, prefix, arrays):
-    """Copy a nested state into JSON-able form, moving ndarrays into ``arrays`` by path."""
-    if isinstance(value, np.ndarray):
-        arrays[prefix] = value
-        return {"__array__": prefix}
-    if isinstance(value, dict):
-        return {str(k): _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _join_arrays(value, arrays):
-    """Inverse of ``_split_arrays``."""
-    if isinstance(value, dict):
-        if set(value) == {"__array__"}:
-            return arrays[value["__array__"]]
-        return {k: _join_arrays(v, arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_join_arrays(v, arrays) for v in value]
-    return value
 
 
 def _subsets(config, dataset):
@@ -588,7 +523,7 @@ def load_run(folder):
     """
     written = run_folder.read_config(folder)
     path = os.path.join(folder, CHECKPOINT)
-    saved = checked_metadata(path, checkpoint.read_metadata(path))
+    saved = checkpoint.checked_metadata(path, checkpoint.read_metadata(path))
     # the folder may have moved (out) and quiet changes nothing; every other field must agree
     names = [field.name for field in dataclasses.fields(Config)
              if field.name not in ("out", "quiet")]

@@ -23,7 +23,8 @@ import numpy as np
 from minigrad.gradcheck import sweep
 from minigrad.gradcheck.cases import CASES
 from minigrad.gradcheck.core import TOLERANCES, GradcheckWarning
-from minigrad.gradcheck.report import CRITERION, format_table
+from minigrad.gradcheck.report import CRITERION
+from minigrad.text_table import format_table
 
 
 def main(argv=None):

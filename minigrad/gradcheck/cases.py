@@ -18,8 +18,8 @@ import numpy as np
 import minigrad as mg
 from minigrad.gradcheck.core import gradcheck
 from minigrad.gradcheck.second_order import gradgradcheck
-from minigrad.gradcheck.report import format_shape
 from minigrad.tensor import Tensor
+from minigrad.text_table import format_shape
 
 CASES = []
 NODES = (*mg.ops.__all__, "reparameterize_family")  # every differentiable node minigrad has

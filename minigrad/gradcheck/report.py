@@ -5,22 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minigrad.text_table import format_shape, format_table
+
 
 CRITERION = ("central differences in float64; a value is ok when "
              "|analytic - numeric| <= atol + rtol * |numeric|")
-
-
-def format_shape(shape):
-    """(2, 3) -> "(2,3)", (3,) -> "(3,)", () -> "()": compact enough for table columns."""
-    return "(" + ",".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def format_table(header, rows):
-    """Columns padded to their widest cell, two spaces apart."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
-             for row in [header, *rows]]
-    return "\n".join(lines)
 
 
 @dataclass
