@@ -152,12 +152,12 @@ def run_backward(grad_z, logvar, seed, offset, backend=None, noise=None,
     return module.run_backward(grad_z, logvar, seed, offset, noise, name=name)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, backend=None, noise=None,
                     name="kernels.backward_kl"):
-    """backward_kl on arrays and a kl_grad the caller checked (contract.check_backward_inputs,
-    contract.check_kl_grad)."""
+    """backward_kl on arrays and a kl_weight the caller checked (contract.check_backward_inputs,
+    contract.check_kl_weight)."""
     module = _backend_module(name, backend, grad_z)
-    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise, name=name)
 
 
 def forward(mu, logvar, seed, offset, backend=None, save_noise=False):
@@ -178,9 +178,9 @@ def forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False):
     return run_forward_kl(mu, logvar, seed, offset, backend, save_noise)
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None):
-    """The backward plus kl_grad times the KL's gradient, in one pass; see contract."""
+def backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, backend=None, noise=None):
+    """The backward plus kl_weight times the KL's gradient, in one pass; see contract."""
     name = "kernels.backward_kl"
     contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
-    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
-    return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend, noise)
+    kl_weight = contract.check_kl_weight(name, "kl_weight", kl_weight, grad_z)
+    return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, backend, noise)

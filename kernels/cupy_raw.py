@@ -3,7 +3,7 @@
     forward(mu, logvar, seed, offset, save_noise=False)
     backward(grad_z, logvar, seed, offset, noise=None)
     forward_kl(mu, logvar, seed, offset, save_noise=False)
-    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None)
     philox4x32(counters, key)
 
 the API of kernels.reference (see kernels/contract.py) on CuPy arrays: inputs are cupy.ndarray on
@@ -143,19 +143,19 @@ def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="cupy_raw.fo
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) by the backward kernels; mu and kl_grad None without the KL."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) by the backward kernels; mu and kl_weight None without the KL."""
     (grad_z, mu, logvar, noise), device = _on_gpu(name, grad_z=grad_z, mu=mu, logvar=logvar,
                                                   noise=noise)
     stream = _stream(name, grad_z.size, seed, offset)
     with device:
         grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
-    kl = kl_grad is not None
+    kl = kl_weight is not None
     kernel_name = f"reparam_backward{'_kl' if kl else ''}" \
                   f"{'_from_noise' if noise is not None else ''}_{_SUFFIX[grad_z.dtype]}"
     inputs = tuple(a for a in (grad_z, mu, logvar, noise) if a is not None)
-    # as the reference: kl_grad rounded to the dtype; a saved noise needs only n of the stream
-    weight = (grad_z.dtype.type(kl_grad),) if kl else ()
+    # as the reference: kl_weight rounded to the dtype; a saved noise needs only n of the stream
+    weight = (grad_z.dtype.type(kl_weight),) if kl else ()
     position = stream[:1] if noise is not None else stream
     launch(kernel_name, _steps(grad_z.size, 0 if noise is not None else offset),
            (*inputs, grad_mu, grad_logvar, *weight, *position), device)
@@ -166,9 +166,9 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name="cupy_raw.backwa
     return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name="cupy_raw.backward_kl"):
-    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise)
 
 
 forward, forward_kl, backward, backward_kl = contract.checked_passes(

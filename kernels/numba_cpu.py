@@ -167,8 +167,8 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
     return z, total, eps
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) by _backward_loop; mu and kl_grad None for the plain backward."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) by _backward_loop; mu and kl_weight None for the plain backward."""
     grad_z, logvar = np.asarray(grad_z), np.asarray(logvar)
     mu = None if mu is None else np.asarray(mu)
     noise = None if noise is None else np.asarray(noise)
@@ -176,7 +176,7 @@ def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
     grad_mu = np.empty(grad_z.shape, grad_z.dtype)
     grad_logvar = np.empty(grad_z.shape, grad_z.dtype)
     if grad_z.size:
-        weight = None if kl_grad is None else grad_z.dtype.type(kl_grad)
+        weight = None if kl_weight is None else grad_z.dtype.type(kl_weight)
         loop = _backward_loop if grad_z.size >= PARALLEL_MIN_ELEMENTS else _backward_loop_serial
         loop(_flat(grad_z), None if mu is None else _flat(mu), _flat(logvar), weight,
              grad_mu.reshape(-1), grad_logvar.reshape(-1),
@@ -201,9 +201,9 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backwar
     return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name=f"{NAME}.backward_kl"):
-    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise)
 
 
 forward, forward_kl, backward, backward_kl = contract.checked_passes(

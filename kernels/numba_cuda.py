@@ -184,15 +184,15 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
     return arrays.result(z), arrays.result(total), arrays.result(eps)
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) of the caller's kind; mu and kl_grad None for the plain backward."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) of the caller's kind; mu and kl_weight None for the plain backward."""
     shape, dtype, size = tuple(grad_z.shape), np.dtype(grad_z.dtype), math.prod(grad_z.shape)
     key0, key1, first, s = draw_position(name, size, seed, offset)
     arrays = _Arrays(name, grad_z)
     grad_mu, grad_logvar = arrays.empty(shape, dtype), arrays.empty(shape, dtype)
     if size:
         num_blocks = _num_blocks(size, s)
-        weight = None if kl_grad is None else dtype.type(kl_grad)
+        weight = None if kl_weight is None else dtype.type(kl_weight)
         args = (arrays.to_device("grad_z", grad_z), arrays.to_device("mu", mu),
                 arrays.to_device("logvar", logvar), weight, arrays.flat(grad_mu),
                 arrays.flat(grad_logvar), arrays.to_device("noise", noise), key0, key1, first, s,
@@ -225,10 +225,10 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backwar
                      _as_array(noise))
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name=f"{NAME}.backward_kl"):
     return _backward(name, _as_array(grad_z), _as_array(mu), _as_array(logvar), seed, offset,
-                     kl_grad, _as_array(noise))
+                     kl_weight, _as_array(noise))
 
 
 forward, forward_kl, backward, backward_kl = contract.checked_passes(

@@ -8,7 +8,7 @@ Layers, bottom up:
     *_element              one element's formulas, in kernels.reference's order
     block_lanes            which lanes of Philox block j hold elements of this draw
     forward_block          one block of forward, and of forward_kl (its KL terms' sum returned)
-    backward_block         one block of backward, and of backward_kl (given mu and kl_grad)
+    backward_block         one block of backward, and of backward_kl (given mu and kl_weight)
 
 Element i of a draw at stream offset o is lane (o + i) % 4 of Philox block (o + i) // 4, so the
 draw covers blocks j = 0 .. J-1 counted from first_block = o // 4; with s = o % 4, block j holds
@@ -220,7 +220,7 @@ def backward_lane(grad_z, mu, logvar, weight, grad_mu, grad_logvar, noise, base,
 def backward_block(grad_z, mu, logvar, weight, grad_mu, grad_logvar, noise, key0, key1, block,
                    base, lo, hi):
     """grad_mu = grad_z and grad_logvar = grad_z exp(logvar / 2) eps / 2 for lanes lo..hi-1, plus
-    weight (kl_grad) times the KL's gradient unless weight is None (then mu is unused, may be
+    weight (kl_weight) times the KL's gradient unless weight is None (then mu is unused, may be
     None).  eps is read from noise, or regenerated when noise is None.  Reads grad_z, logvar
     (mu, noise) and writes both gradients: 4 itemsizes per element (5 or 6 with mu, noise)."""
     if noise is None:

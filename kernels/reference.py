@@ -3,13 +3,13 @@
     forward:     z = mu + exp(logvar / 2) * eps
     backward:    grad_mu = grad_z,  grad_logvar = grad_z * exp(logvar / 2) * eps / 2
     forward_kl:  also kl = sum((expm1(logvar) - logvar + mu^2) / 2), accumulated in float64
-    backward_kl: adds kl_grad * mu to grad_mu and kl_grad * expm1(logvar) / 2 to grad_logvar
+    backward_kl: adds kl_weight * mu to grad_mu and kl_weight * expm1(logvar) / 2 to grad_logvar
 
 eps = noise(mu.shape, mu.dtype, seed, offset): normals offset .. offset+size-1 of the Philox
 stream in C order, rounded once to the input dtype; all other arithmetic happens in that dtype,
 in the order written above. Inputs of any strides are read as NumPy reads them. The run_*
 functions trust their arrays (kernels' dispatch checks them); forward, backward, forward_kl and
-backward_kl check first (kernels.contract.checked_passes), kl_grad included: rounding None to the
+backward_kl check first (kernels.contract.checked_passes), kl_weight included: rounding None to the
 dtype would give NaN, not an error.
 """
 import math
@@ -57,13 +57,13 @@ def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="reference.f
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name="reference.backward_kl"):
-    """The backward plus the KL's gradient scaled by ``kl_grad`` (a checked float):
-    grad_mu = grad_z + kl_grad * mu, grad_logvar += kl_grad * expm1(logvar) / 2."""
+    """The backward plus the KL's gradient scaled by ``kl_weight`` (a checked float):
+    grad_mu = grad_z + kl_weight * mu, grad_logvar += kl_weight * expm1(logvar) / 2."""
     grad_z, mu, logvar = np.asarray(grad_z), np.asarray(mu), np.asarray(logvar)
     eps = noise_or_regenerated(name, noise, grad_z, seed, offset)
-    weight = grad_z.dtype.type(kl_grad)
+    weight = grad_z.dtype.type(kl_weight)
     grad_mu = np.asarray(grad_z + weight * mu)
     grad_logvar = np.asarray(grad_z * np.exp(logvar / 2) * eps / 2 + weight * np.expm1(logvar) / 2)
     return grad_mu, grad_logvar

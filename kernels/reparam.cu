@@ -95,15 +95,15 @@ extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_from_noise_##SUFFIX
 }                                                                                                  \
 extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_kl_##SUFFIX(                          \
         const T* __restrict__ grad_z, const T* __restrict__ mu, const T* __restrict__ logvar,      \
-        T* __restrict__ grad_mu, T* __restrict__ grad_logvar, T kl_grad, MG_STREAM_ARGS) {         \
+        T* __restrict__ grad_mu, T* __restrict__ grad_logvar, T kl_weight, MG_STREAM_ARGS) {       \
     mg_backward_thread<T, true, false>(grad_z, mu, logvar, nullptr, grad_mu, grad_logvar,          \
-                                       kl_grad, MG_STREAM, MG_GRID_LOOP);                          \
+                                       kl_weight, MG_STREAM, MG_GRID_LOOP);                        \
 }                                                                                                  \
 extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_kl_from_noise_##SUFFIX(               \
         const T* __restrict__ grad_z, const T* __restrict__ mu, const T* __restrict__ logvar,      \
         const T* __restrict__ noise, T* __restrict__ grad_mu, T* __restrict__ grad_logvar,         \
-        T kl_grad, long long n) {                                                                  \
-    mg_backward_thread<T, true, true>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_grad,    \
+        T kl_weight, long long n) {                                                                \
+    mg_backward_thread<T, true, true>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_weight,  \
                                       MG_NOISE_STREAM, MG_GRID_LOOP);                              \
 }
 

@@ -3,7 +3,7 @@
     forward(mu, logvar, seed, offset, save_noise=False)
     backward(grad_z, logvar, seed, offset, noise=None)
     forward_kl(mu, logvar, seed, offset, save_noise=False)
-    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None)
     philox4x32(counters, key)
 
 the API of kernels.reference (see kernels/contract.py), NumPy in and NumPy out. Importing this
@@ -140,12 +140,12 @@ def forward_kl_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, grid=HOST_GRID,
+def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_weight, noise=None, grid=HOST_GRID,
                        name="cuda_c_host.backward_kl"):
-    """backward_kl (backward where mu is None), emulating a launch of grid; kl_grad checked."""
+    """backward_kl (backward where mu is None), emulating a launch of grid; kl_weight checked."""
     grad_z, mu, logvar, noise = _arrays(grad_z, mu, logvar, noise)
     grad_mu, grad_logvar = np.empty_like(grad_z), np.empty_like(grad_z)
-    weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype
+    weight = grad_z.dtype.type(kl_weight)  # as the reference: kl_weight rounded to the dtype
     _entry("mg_host_backward", grad_z.dtype)(
         _pointer(grad_z), _pointer(mu), _pointer(logvar), _pointer(noise), _pointer(grad_mu),
         _pointer(grad_logvar), _SCALAR[grad_z.dtype](weight),
@@ -166,9 +166,9 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name="cuda_c_host.bac
     return backward_kl_launch(grad_z, None, logvar, seed, offset, 0.0, noise, name=name)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name="cuda_c_host.backward_kl"):
-    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_weight, noise, name=name)
 
 
 forward, forward_kl, backward, backward_kl = contract.checked_passes(

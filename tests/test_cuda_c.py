@@ -156,7 +156,7 @@ def assert_kl_close(what, kl, mu, logvar):
                                f"> {tolerance:.3g}"
 
 
-def check_against_reference(host, mu, logvar, grad_z, seed, offset, kl_grad=0.25):
+def check_against_reference(host, mu, logvar, grad_z, seed, offset, kl_weight=0.25):
     """Every pass of the host build, with and without saved noise, against the reference."""
     dtype = mu.dtype.type
     inputs = {"mu": mu, "logvar": logvar}
@@ -181,19 +181,20 @@ def check_against_reference(host, mu, logvar, grad_z, seed, offset, kl_grad=0.25
     expected = reference.backward(grad_z, logvar, seed, offset)[1]
     assert_ulps("grad_logvar", grad_logvar, expected, GRAD_LOGVAR_ULPS[dtype], None, inputs)
 
-    grads = host.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad)
-    for got, saved in zip(grads, host.backward_kl(grad_z, mu, logvar, 0, 0, kl_grad, noise=eps)):
+    grads = host.backward_kl(grad_z, mu, logvar, seed, offset, kl_weight)
+    for got, saved in zip(grads, host.backward_kl(grad_z, mu, logvar, 0, 0, kl_weight, noise=eps)):
         np.testing.assert_array_equal(got, saved)
-    expected_mu, expected_logvar = reference.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad)
+    expected_mu, expected_logvar = reference.backward_kl(grad_z, mu, logvar, seed, offset,
+                                                         kl_weight)
     np.testing.assert_array_equal(grads[0], expected_mu)  # no transcendental: the same roundings
     assert_ulps("backward_kl grad_logvar", grads[1], expected_logvar, GRAD_LOGVAR_ULPS[dtype],
-                backward_kl_scale(grad_z, logvar, eps_ref, kl_grad), inputs)
+                backward_kl_scale(grad_z, logvar, eps_ref, kl_weight), inputs)
 
 
-def backward_kl_scale(grad_z, logvar, eps, kl_grad):
-    """|grad_z sigma eps / 2| + |kl_grad expm1(logvar) / 2|: the size of grad_logvar's terms."""
+def backward_kl_scale(grad_z, logvar, eps, kl_weight):
+    """|grad_z sigma eps / 2| + |kl_weight expm1(logvar) / 2|: the size of grad_logvar's terms."""
     grad_z, logvar, eps = (np.asarray(a, dtype=np.float64) for a in (grad_z, logvar, eps))
-    return np.abs(grad_z * np.exp(logvar / 2) * eps / 2) + np.abs(kl_grad * np.expm1(logvar) / 2)
+    return np.abs(grad_z * np.exp(logvar / 2) * eps / 2) + np.abs(kl_weight * np.expm1(logvar) / 2)
 
 
 # --- Philox: bit for bit --------------------------------------------------------------------------

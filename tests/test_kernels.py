@@ -42,12 +42,12 @@ with KAT_PATH.open() as f:
 #   z            float32 6 / 6   float64 5 / 5
 #   grad_logvar  float32 7 / 6   float64 5 / 6   (backward; backward_kl's: 6 / 6 and 4 / 5)
 #   kl           float32 0 / 0   float64 8 / 18  (float64 sums in another order: grows with n)
-#   backward_kl's grad_mu = grad_z + kl_grad mu: 0 / 0 (the same two roundings)
+#   backward_kl's grad_mu = grad_z + kl_weight mu: 0 / 0 (the same two roundings)
 # float32 eps: numba_shared's polynomial log, sin, cos against the reference's float64 rounded
 # once (the polynomials are within 4 ulps of exact, NumPy's float32 exp within 2; see
 # test_numba_cpu.py); float64: numba_shared's float64 polynomials (fdlibm's methods, with
 # compensated last steps) against NumPy's SIMD loops.
-# GRAD_MU_KL_ULPS allows 1 for a GPU compiler fusing grad_z + kl_grad mu into one FMA.
+# GRAD_MU_KL_ULPS allows 1 for a GPU compiler fusing grad_z + kl_weight mu into one FMA.
 EPS_ULPS = {np.float32: 4, np.float64: 3}
 Z_ULPS = {np.float32: 6, np.float64: 5}
 GRAD_LOGVAR_ULPS = {np.float32: 7, np.float64: 6}
@@ -128,7 +128,7 @@ def inputs(shape, dtype, seed=0, logvar_scale=3.0):
     return mu, logvar, rng.standard_normal(shape).astype(dtype)
 
 
-def check_all_passes(backend, shape, dtype, seed, offset, logvar_scale=3.0, kl_grad=0.37,
+def check_all_passes(backend, shape, dtype, seed, offset, logvar_scale=3.0, kl_weight=0.37,
                      arrays=None):
     """forward, forward_kl, backward and backward_kl against the reference at one draw (of
     inputs(...), or of `arrays` = (mu, logvar, grad_z))."""
@@ -148,9 +148,9 @@ def check_all_passes(backend, shape, dtype, seed, offset, logvar_scale=3.0, kl_g
     assert_within("grad_logvar", grad_logvar, reference.backward(grad_z, logvar, seed, offset)[1],
                   GRAD_LOGVAR_ULPS[dtype])
 
-    grad_mu, grad_logvar = backend("backward_kl", grad_z, mu, logvar, seed, offset, kl_grad)
-    mu_ref, logvar_ref = reference.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad)
-    weight = dtype(kl_grad)
+    grad_mu, grad_logvar = backend("backward_kl", grad_z, mu, logvar, seed, offset, kl_weight)
+    mu_ref, logvar_ref = reference.backward_kl(grad_z, mu, logvar, seed, offset, kl_weight)
+    weight = dtype(kl_weight)
     assert_within("backward_kl grad_mu", grad_mu, mu_ref, GRAD_MU_KL_ULPS,
                   np.abs(grad_z) + np.abs(weight * mu))
     assert_within("backward_kl grad_logvar", grad_logvar, logvar_ref, GRAD_LOGVAR_ULPS[dtype],
@@ -243,7 +243,7 @@ def test_float32_subnormals_are_kept_as_in_the_reference(backend):
     grad_z = (rng.integers(-2**22, 2**22, 64) * tiny).astype(np.float32)
     with np.errstate(under="ignore"):
         check_all_passes(backend, (64,), np.float32, seed=77, offset=3, logvar_scale=None,
-                         arrays=(mu, logvar, grad_z), kl_grad=tiny * 2**10)
+                         arrays=(mu, logvar, grad_z), kl_weight=tiny * 2**10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,45 +316,57 @@ def test_compiled_backends_check_their_inputs(backend_name):
         module.backward(np.zeros(2), np.zeros(2), -1, 0)
 
 
-BAD_KL_GRADS = [  # (kl_grad, error, what the message says)
-    (None, TypeError, "kl_grad is NoneType None; expected a real scalar"),
-    ("0.5", TypeError, "kl_grad is str '0.5'"),
-    (True, TypeError, "kl_grad is bool True"),
-    (np.bool_(False), TypeError, "kl_grad is bool"),
-    (np.array([0.5]), TypeError, "kl_grad is ndarray"),
-    (np.array(0.5), TypeError, "kl_grad is ndarray"),
-    (0.5 + 0j, TypeError, "kl_grad is complex"),
-    (np.nan, ValueError, "kl_grad is nan; it must be finite"),
-    (-np.inf, ValueError, "kl_grad is -inf; it must be finite"),
-    (10**400, ValueError, "kl_grad is an int of 1329 bits, past float64's range"),
+BAD_KL_GRADS = [  # (kl_weight, error, what the message says)
+    (None, TypeError, "kl_weight is NoneType None; expected a real scalar"),
+    ("0.5", TypeError, "kl_weight is str '0.5'"),
+    (True, TypeError, "kl_weight is bool True"),
+    (np.bool_(False), TypeError, "kl_weight is bool"),
+    (np.array([0.5]), TypeError, "kl_weight is ndarray"),
+    (np.array(0.5), TypeError, "kl_weight is ndarray"),
+    (0.5 + 0j, TypeError, "kl_weight is complex"),
+    (np.nan, ValueError, "kl_weight is nan; it must be finite"),
+    (-np.inf, ValueError, "kl_weight is -inf; it must be finite"),
+    (10**400, ValueError, "kl_weight is an int of 1329 bits, past float64's range"),
 ]
 
 
-@pytest.mark.parametrize("kl_grad, error, message", BAD_KL_GRADS,
+@pytest.mark.parametrize("kl_weight, error, message", BAD_KL_GRADS,
                          ids=[message.split(";")[0] for _, _, message in BAD_KL_GRADS])
-def test_backward_kl_refuses_a_kl_grad_that_is_not_a_real_finite_scalar(backend, kl_grad, error,
+def test_backward_kl_refuses_a_kl_weight_that_is_not_a_real_finite_scalar(backend, kl_weight, error,
                                                                          message):
     # None was numba_cpu's "plain backward" (the KL's gradient silently dropped) and the
     # reference's NaN; the others were taken, or failed inside Numba
     mu, logvar, grad_z = inputs((5,), np.float64, seed=11)
     with pytest.raises(error, match=rf"{backend.name}\.backward_kl: {re.escape(message)}"):
-        backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_grad)
+        backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_weight)
     if backend.name in kernels.available_backends():  # the dispatch checks before any backend
         with pytest.raises(error, match=rf"kernels\.backward_kl: {re.escape(message)}"):
-            kernels.backward_kl(grad_z, mu, logvar, 3, 1, kl_grad, backend=backend.name)
+            kernels.backward_kl(grad_z, mu, logvar, 3, 1, kl_weight, backend=backend.name)
 
 
-def test_backward_kl_refuses_a_kl_grad_that_overflows_the_dtype(backend):
+def test_backward_kl_refuses_a_kl_weight_that_overflows_the_dtype(backend):
     mu, logvar, grad_z = inputs((5,), np.float32, seed=12)
-    with pytest.raises(ValueError, match=r"kl_grad is 1e\+39, which is inf in float32"):
+    with pytest.raises(ValueError, match=r"kl_weight is 1e\+39, which is inf in float32"):
         backend("backward_kl", grad_z, mu, logvar, 3, 1, 1e39)
 
 
-@pytest.mark.parametrize("kl_grad", [2, np.int64(2), np.float32(2.0), np.float64(2.0), 2.0])
-def test_backward_kl_takes_python_and_numpy_real_scalars(backend, kl_grad):
+def test_the_kl_weight_has_one_name_from_the_op_to_the_kernels(backend):
+    # the kernels called it kl_grad, the op kl_weight
+    mu, logvar, grad_z = inputs((6,), np.float64, seed=13)
+    expected = reference.backward_kl(grad_z, mu, logvar, 3, 1, kl_weight=0.5)
+    for actual, wanted in zip(backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_weight=0.5),
+                              expected):
+        np.testing.assert_allclose(actual, wanted, rtol=1e-12)
+    with pytest.raises(TypeError, match="backward_kl: kl_weight is bool"):
+        backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_weight=True)
+
+
+@pytest.mark.parametrize("kl_weight", [2, np.int64(2), np.float32(2.0), np.float64(2.0), 2.0])
+def test_backward_kl_takes_python_and_numpy_real_scalars(backend, kl_weight):
     mu, logvar, grad_z = inputs((6,), np.float64, seed=13)
     expected = reference.backward_kl(grad_z, mu, logvar, 3, 1, 2.0)
-    for actual, wanted in zip(backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_grad), expected):
+    actuals = backend("backward_kl", grad_z, mu, logvar, 3, 1, kl_weight)
+    for actual, wanted in zip(actuals, expected):
         assert_within("backward_kl", actual, wanted, GRAD_LOGVAR_ULPS[np.float64],
                       np.abs(grad_z) + 2 * np.abs(mu) + np.abs(np.expm1(logvar)))
 
