@@ -45,7 +45,7 @@ with KAT_PATH.open() as f:
 #   backward_kl's grad_mu = grad_z + kl_weight mu: 0 / 0 (the same two roundings)
 # float32 eps: numba_shared's polynomial log, sin, cos against the reference's float64 rounded
 # once (the polynomials are within 4 ulps of exact, NumPy's float32 exp within 2; see
-# test_numba_cpu.py); float64: numba_shared's float64 polynomials (fdlibm's methods, with
+# test_numba_libm.py); float64: numba_shared's float64 polynomials (fdlibm's methods, with
 # compensated last steps) against NumPy's SIMD loops.
 # GRAD_MU_KL_ULPS allows 1 for a GPU compiler fusing grad_z + kl_weight mu into one FMA.
 EPS_ULPS = {np.float32: 4, np.float64: 3}

@@ -77,11 +77,9 @@ print(matplotlib.get_backend())
     assert result.stdout.strip().lower() == "agg"
 
 
-def test_the_guarantees_in_the_readme_name_tests_that_exist():
-    with open(os.path.join(REPO, "README.md")) as f:
-        text = f.read()
-    section = text.split("#### Never lost work", 1)[1].split("\n## ", 1)[0]
-    named = set(re.findall(r"`(test_\w+)`", section))
+def test_the_guarantees_name_tests_that_exist():
+    with open(os.path.join(REPO, "docs", "never-lost-work.md")) as f:
+        named = set(re.findall(r"`(test_\w+)`", f.read()))
     defined = set()
     for name in os.listdir(os.path.join(REPO, "tests")):
         if name.endswith(".py"):
