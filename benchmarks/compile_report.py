@@ -6,14 +6,14 @@ memory and theoretical occupancy per kernel, for sm_80 and sm_90.
 
 Needs the compilers as wheels (pip install -e ".[gpu-compile]": numba-cuda's NVVM, NVRTC,
 cuda-bindings, and ptxas from nvidia-cuda-nvcc, all from one CUDA release, since ptxas must be
-at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without any one of them (PyTorch's
-CUDA wheels bring NVRTC and cuda-bindings but not NVVM) it says what is missing and exits with
-status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles nothing).
+at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without any one of them
+(PyTorch's CUDA wheels bring NVRTC and cuda-bindings but not NVVM) it says what is missing and
+exits with status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles nothing).
 
 What is compiled, exactly as the backends build it:
-- numba_cuda: every specialisation kernels.numba_cuda launches
-  (kernels.numba_cuda_kernels.SPECIALISATIONS), through NVVM with contraction off, then ptxas -v;
-- cupy and Adam: kernels.cuda_c's modules (reparam.cu, adam.cu) by NVRTC with kernels.cuda_c's
+- numba_cuda: every specialisation kernels.numba.gpu launches
+  (kernels.numba.gpu_kernels.SPECIALISATIONS), through NVVM with contraction off, then ptxas -v;
+- cupy and Adam: kernels.cuda_c.nvrtc's modules (reparam.cu, adam.cu) by NVRTC with its
   options, the cubin the GPU loads, whose ptxas lines come in NVRTC's log.
 Per kernel: registers, stack frame, spill stores and loads, static shared memory, and blocks per
 SM and occupancy at the launch's block size (kernels.occupancy); from the PTX: FMAs, float
@@ -61,7 +61,7 @@ def missing_toolchain():
         from cuda.bindings import nvrtc  # noqa: F401
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()
-        from kernels import cuda_c
+        from kernels.cuda_c import nvrtc as cuda_c
         cuda_c.CudaBindingsNvrtc().version()
     except Exception as err:  # noqa: BLE001  (ImportError, NvvmSupportError, a missing library)
         detail = " ".join(str(err).split())
@@ -135,7 +135,7 @@ def row(backend, kernel, arch, resources, counts, threads):
 
 def numba_rows(arch):
     """Rows of every numba_cuda specialisation for `arch`: NVVM to PTX, then ptxas -v."""
-    from kernels import numba_cuda_kernels as nck
+    from kernels.numba import gpu_kernels as nck
     cc = (int(arch[3]), int(arch[4:]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,9 +157,9 @@ def numba_rows(arch):
 
 
 def cuda_c_rows(arch):
-    """Rows of every kernel of kernels.cuda_c's modules for `arch`: NVRTC's cubin build (its
+    """Rows of every kernel of kernels.cuda_c.nvrtc's modules for `arch`: NVRTC's cubin build (its
     ptxas lines) and, for the PTX counts, the same build for the virtual architecture."""
-    from kernels import cuda_c
+    from kernels.cuda_c import nvrtc as cuda_c
     nvrtc = cuda_c.CudaBindingsNvrtc()
     rows = []
     for module in cuda_c.MODULES:
@@ -180,7 +180,7 @@ def rows_for(arch):
 def toolchain():
     """Versions of the compilers and of the packages that carry them."""
     from numba.cuda.cudadrv import nvvm
-    from kernels import cuda_c
+    from kernels.cuda_c import nvrtc as cuda_c
     ptxas_version = subprocess.run([ptxas(), "--version"], capture_output=True,
                                    text=True).stdout.strip().splitlines()[-1]
     return {"packages": {name: metadata.version(name) for name in PACKAGES},

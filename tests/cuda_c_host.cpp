@@ -1,7 +1,7 @@
-// kernels/reparam_math.cuh compiled for the CPU, behind extern "C" entry points for ctypes
+// kernels/cuda_c/reparam_math.cuh compiled for the CPU, behind extern "C" entry points for ctypes
 // (tests/cuda_c_host.py builds and loads this file).
 //
-// Each mg_host_* pass emulates one launch of the matching kernel of kernels/reparam.cu with
+// Each mg_host_* pass emulates one launch of the matching kernel of kernels/cuda_c/reparam.cu with
 // `grid` blocks of `block` threads: it runs the kernel's per-thread function for every
 // (blockIdx, threadIdx) in turn, with the first step and stride that thread would get, so the
 // grid-stride indexing is the device's. The KL passes also repeat the kernel's reduction: a

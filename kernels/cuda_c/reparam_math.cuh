@@ -1,8 +1,8 @@
-// The reparameterisation arithmetic of kernels/reparam.cu, as __host__ __device__ functions.
+// The reparameterisation arithmetic of kernels/cuda_c/reparam.cu, as __host__ __device__ functions.
 //
 // Everything but the launch lives here: Philox4x32-10, uint32 -> uniform, Box-Muller, the
 // per-Philox-block forward / backward / KL arithmetic and the grid-stride loop over blocks.
-// reparam.cu compiles it for the GPU (nvcc, or NVRTC through kernels/cupy_raw.py);
+// reparam.cu compiles it for the GPU (nvcc, or NVRTC through kernels/cuda_c/cupy_reparam.py);
 // tests/cuda_c_host.cpp compiles the same text for the CPU with g++ (or nvcc -x cu), so CI
 // holds it to kernels/reference.py without a GPU.
 //

@@ -1,4 +1,4 @@
-"""The numba_cuda backend: kernels.numba_cuda_kernels launched on the caller's arrays.
+"""The numba_cuda backend: kernels.numba.gpu_kernels launched on the caller's arrays.
 
 Arrays: CuPy arrays and anything with __cuda_array_interface__ are used in place and the outputs
 come back as the same kind (CuPy, or Numba device arrays; kl is a 0-d device array, never read
@@ -25,9 +25,10 @@ from numba import cuda
 from numba.core import config
 
 from kernels import contract, occupancy
-from kernels.numba_cuda_kernels import (SIMULATED, THREADS, backward_kernel, forward_kernel,
-                                        no_contraction, philox_kernel, sum_kernel)
-from kernels.numba_shared import draw_position
+from kernels.numba.gpu_kernels import (SIMULATED, THREADS, backward_kernel, forward_kernel,
+                                        philox_kernel, sum_kernel)
+from kernels.numba.patches import no_contraction
+from kernels.numba.shared import draw_position
 
 NAME = "numba_cuda"
 
@@ -231,12 +232,9 @@ def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                      kl_weight, _as_array(noise))
 
 
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    NAME, run_forward, run_forward_kl, run_backward, run_backward_kl)
-
-
 def philox4x32(counters, key):
-    """kernels.philox.philox4x32 computed on the device by numba_shared's rounds (NumPy in/out)."""
+    """kernels.philox.philox4x32 computed on the device by kernels.numba.shared's rounds (NumPy
+    in and out)."""
     counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters, key)
     arrays = _Arrays(f"{NAME}.philox4x32", counters)
     out = cuda.device_array(counters.shape, np.uint32)
