@@ -7,14 +7,14 @@ memory and theoretical occupancy per kernel, for sm_80 and sm_90.
 
 Needs the compilers as wheels (pip install -e ".[gpu-compile]": numba-cuda's NVVM, NVRTC,
 cuda-bindings, and ptxas from nvidia-cuda-nvcc, all from one CUDA release, since ptxas must be
-at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without them it says what is
-missing and exits with status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles
-nothing).
+at least as new as the NVVM that wrote the PTX); no driver, no GPU. Without any one of them
+(PyTorch's CUDA wheels bring NVRTC and cuda-bindings but not NVVM) it says what is missing and
+exits with status 3. NUMBA_ENABLE_CUDASIM must be unset (the simulator compiles nothing).
 
 What is compiled, exactly as the backends build it:
-- numba_cuda: every specialisation kernels.numba_cuda launches
-  (kernels.numba_cuda_kernels.SPECIALISATIONS), through NVVM with contraction off, then ptxas -v;
-- cupy and Adam: kernels.cuda_c's modules (reparam.cu, adam.cu) by NVRTC with kernels.cuda_c's
+- numba_cuda: every specialisation kernels.numba.gpu launches
+  (kernels.numba.gpu_kernels.SPECIALISATIONS), through NVVM with contraction off, then ptxas -v;
+- cupy and Adam: kernels.cuda_c.nvrtc's modules (reparam.cu, adam.cu) by NVRTC with its
   options, the cubin the GPU loads, whose ptxas lines come in NVRTC's log.
 Per kernel: registers, stack frame, spill stores and loads, static shared memory, and blocks per
 SM and occupancy at the launch's block size (kernels.occupancy); from the PTX: FMAs, float
@@ -54,15 +54,19 @@ INSTALL_HINT = ('install the compilers as wheels, no GPU needed: python -m pip i
 
 
 def missing_toolchain():
-    """Why the report cannot be made here (a sentence), or None."""
+    """Why the report cannot be made here (a sentence), or None.  Every package of PACKAGES must
+    be installed (the report records their versions), and each compiler must load."""
     from numba.core import config
     if config.ENABLE_CUDASIM:
         return "NUMBA_ENABLE_CUDASIM is set: the simulator compiles nothing"
+    absent = [name for name in PACKAGES if not _installed(name)]
+    if absent:
+        return f"the CUDA compilers are not all installed (missing: {', '.join(absent)})"
     try:
         from cuda.bindings import nvrtc  # noqa: F401
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()
-        from kernels import cuda_c
+        from kernels.cuda_c import nvrtc as cuda_c
         cuda_c.CudaBindingsNvrtc().version()
     except Exception as err:  # noqa: BLE001  (ImportError, NvvmSupportError, a missing library)
         detail = " ".join(str(err).split())
@@ -70,6 +74,14 @@ def missing_toolchain():
     if ptxas() is None:
         return "ptxas is not installed (pip install nvidia-cuda-nvcc)"
     return None
+
+
+def _installed(name):
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def ptxas():
@@ -128,7 +140,7 @@ def row(backend, kernel, arch, resources, counts, threads):
 
 def numba_rows(arch):
     """Rows of every numba_cuda specialisation for `arch`: NVVM to PTX, then ptxas -v."""
-    from kernels import numba_cuda_kernels as nck
+    from kernels.numba import gpu_kernels as nck
     cc = (int(arch[3]), int(arch[4:]))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,9 +162,9 @@ def numba_rows(arch):
 
 
 def cuda_c_rows(arch):
-    """Rows of every kernel of kernels.cuda_c's modules for `arch`: NVRTC's cubin build (its
+    """Rows of every kernel of kernels.cuda_c.nvrtc's modules for `arch`: NVRTC's cubin build (its
     ptxas lines) and, for the PTX counts, the same build for the virtual architecture."""
-    from kernels import cuda_c
+    from kernels.cuda_c import nvrtc as cuda_c
     nvrtc = cuda_c.CudaBindingsNvrtc()
     rows = []
     for module in cuda_c.MODULES:
@@ -173,7 +185,7 @@ def rows_for(arch):
 def toolchain():
     """Versions of the compilers and of the packages that carry them."""
     from numba.cuda.cudadrv import nvvm
-    from kernels import cuda_c
+    from kernels.cuda_c import nvrtc as cuda_c
     ptxas_version = subprocess.run([ptxas(), "--version"], capture_output=True,
                                    text=True).stdout.strip().splitlines()[-1]
     return {"packages": {name: metadata.version(name) for name in PACKAGES},

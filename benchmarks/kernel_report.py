@@ -2,11 +2,11 @@
 
     python benchmarks/kernel_report.py     # on a GPU machine; benchmarks/gpu_suite.sh runs it
 
-For each kernel of kernels.cuda_c's modules (reparam.cu for the cupy backend, adam.cu), as
-kernels.cupy_raw loads them: the driver's function attributes (registers, local and shared
-memory, max threads per block) and the blocks of THREADS threads an SM holds at once
+For each kernel of kernels.cuda_c.nvrtc's modules (reparam.cu for the cupy backend, adam.cu),
+as kernels.cuda_c.cupy_reparam loads them: the driver's function attributes (registers, local and
+shared memory, max threads per block) and the blocks of THREADS threads an SM holds at once
 (cuOccupancyMaxActiveBlocksPerMultiprocessor), as occupancy = resident threads / the SM's maximum.
-For numba_cuda: every specialisation the backend launches (kernels.numba_cuda_kernels
+For numba_cuda: every specialisation the backend launches (kernels.numba.gpu_kernels
 .SPECIALISATIONS; kernels only: numba-cuda's device functions have no register count), compiled as
 the backend compiles it, with the same attributes from the compiled kernel.
 
@@ -48,7 +48,7 @@ def device_summary(cupy):
 
 
 def cupy_kernels(cupy, cupy_raw, cuda_c, max_threads_per_sm):
-    """One row per kernel of kernels.cuda_c's modules: attributes and occupancy at THREADS."""
+    """One row per kernel of kernels.cuda_c.nvrtc's modules: attributes and occupancy at THREADS."""
     rows = []
     for module, names in cuda_c.KERNEL_NAMES.items():
         for name in names:
@@ -69,7 +69,7 @@ def cupy_kernels(cupy, cupy_raw, cuda_c, max_threads_per_sm):
 
 def compile_numba_kernel(kernel, argtypes):
     """numba_cuda's compiled kernel for these argument types, as the backend compiles it."""
-    from kernels.numba_cuda_kernels import no_contraction
+    from kernels.numba.patches import no_contraction
     with no_contraction():
         return kernel.compile(argtypes)
 
@@ -90,12 +90,12 @@ def numba_kernels(specialisations, compile_kernel, threads, sm_count, max_thread
 
 
 def numba_rows(device):
-    """(rows, note) of kernels.numba_cuda, or no rows and why."""
+    """(rows, note) of kernels.numba.gpu, or no rows and why."""
     try:
-        import kernels.numba_cuda  # noqa: F401  (its ImportError says what is missing)
-        from kernels import numba_cuda_kernels
+        import kernels.numba.gpu  # noqa: F401  (its ImportError says what is missing)
+        from kernels.numba import gpu_kernels as numba_cuda_kernels
     except ImportError as err:
-        return [], f"kernels.numba_cuda is unavailable: {err}"
+        return [], f"kernels.numba.gpu is unavailable: {err}"
     return numba_kernels(numba_cuda_kernels.SPECIALISATIONS, compile_numba_kernel,
                          numba_cuda_kernels.THREADS, device["sm_count"],
                          device["max_threads_per_sm"]), ""
@@ -115,9 +115,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = out_folder(args, parser)
     try:
-        import kernels.cupy_raw as cupy_raw  # first: its ImportError says what is missing
+        # first: its ImportError says what is missing
+        import kernels.cuda_c.cupy_reparam as cupy_raw
         import cupy
-        from kernels import cuda_c
+        from kernels.cuda_c import nvrtc as cuda_c
     except ImportError as err:
         print(f"kernel_report: {err}", file=sys.stderr)
         return 2

@@ -55,6 +55,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.report import add_out_arguments, gpu_name, out_folder, save_report, utc_now  # noqa: E402
 import kernels  # noqa: E402
+from kernels import contract  # noqa: E402
 
 SEED, OFFSET = 1234, 0
 
@@ -127,13 +128,13 @@ class Kernel(Method):
 
     def forward(self):
         if self.save_noise:
-            _, self.saved = self.module.forward(self.mu, self.logvar, SEED, OFFSET,
-                                                save_noise=True)
+            _, self.saved = contract.forward(self.module, self.mu, self.logvar, SEED, OFFSET,
+                                             save_noise=True)
         else:
-            self.module.forward(self.mu, self.logvar, SEED, OFFSET)
+            contract.forward(self.module, self.mu, self.logvar, SEED, OFFSET)
 
     def backward(self):
-        self.module.backward(self.grad_z, self.logvar, SEED, OFFSET, noise=self.saved)
+        contract.backward(self.module, self.grad_z, self.logvar, SEED, OFFSET, noise=self.saved)
 
     def forward_backward(self):
         self.forward()

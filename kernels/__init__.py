@@ -3,11 +3,16 @@
 forward(mu, logvar, seed, offset, backend=None) -> z
 backward(grad_z, logvar, seed, offset, backend=None) -> (grad_mu, grad_logvar)
 
+Laid out by toolchain: the contract, the NumPy reference (reference.py, philox.py, families.py)
+and the launch grids (occupancy.py) here; the Numba backends in kernels/numba/, the CUDA C ones
+(NVRTC, run by CuPy) in kernels/cuda_c/.
+
 The backend is the `backend` argument, else $MINIGRAD_KERNEL_BACKEND, else the one for the arrays'
 type (ARRAY_BACKENDS: NumPy -> numba_cpu, CuPy -> cupy, other __cuda_array_interface__ arrays ->
-numba_cuda). A new backend is one module and one entry in BACKENDS; its module is imported on
-first use only, so a missing numba-cuda or cupy costs nothing until that backend is asked for,
-and then BackendUnavailableError says what is missing (no GPU, no CuPy, no numba-cuda).
+numba_cuda). A new backend is one module exporting its unchecked passes (run_forward, ...; see
+kernels.contract) and one entry in BACKENDS; its module is imported on first use only, so a
+missing numba-cuda or cupy costs nothing until that backend is asked for, and then
+BackendUnavailableError says what is missing (no GPU, no CuPy, no numba-cuda).
 
 Adam's update has three implementations, in ADAM_BACKENDS: the array expression of
 minigrad.optim.Adam (any array library; "expression" names it, no module here), one Numba loop for
@@ -24,15 +29,16 @@ from kernels import contract
 
 BACKENDS = {
     "reference": "kernels.reference",
-    "numba_cpu": "kernels.numba_cpu",
-    "numba_cuda": "kernels.numba_cuda",
-    "cupy": "kernels.cupy_raw",
+    "numba_cpu": "kernels.numba.cpu",
+    "numba_cuda": "kernels.numba.gpu",
+    "cupy": "kernels.cuda_c.cupy_reparam",
 }
 GPU_BACKENDS = ("numba_cuda", "cupy")  # their arrays live on a GPU
 # the backend for arrays of each library (the top-level module of the array's type)
 ARRAY_BACKENDS = {"numpy": "numba_cpu", "cupy": "cupy"}
 # Adam's implementations: name -> the module whose adam_update runs it (None: the expression)
-ADAM_BACKENDS = {"expression": None, "numba": "kernels.adam_cpu", "cupy": "kernels.adam_cupy"}
+ADAM_BACKENDS = {"expression": None, "numba": "kernels.numba.adam",
+                 "cupy": "kernels.cuda_c.cupy_adam"}
 # the fused Adam for C-contiguous float32/float64 arrays of each library
 ARRAY_ADAM_BACKENDS = {"numpy": "numba", "cupy": "cupy"}
 DEVICE_ARRAY_BACKEND = "numba_cuda"  # any other array with __cuda_array_interface__
@@ -126,12 +132,13 @@ def adam_update(name):
         importlib.import_module(ADAM_BACKENDS[name]).adam_update
 
 
-# The contract's four functions check their arguments once, here, then run the backend's pass,
-# which trusts them (kernels.contract.checked_passes); seed and offset are checked where the
-# backend computes the draw's position. The run_* functions are for callers that checked the
-# arrays themselves: minigrad's reparameterized nodes, before advancing a Stream, and their VJPs,
-# whose gradient has the output's shape and dtype by construction and whose kl_weight was checked
-# when the node was made.
+# The passes: forward, forward_kl, backward and backward_kl are the contract's checked entry points
+# (kernels.contract.forward, ...) on the chosen backend; a backend module exports only its
+# unchecked run_* passes. Seed and offset are checked where the backend computes the draw's
+# position. The run_* functions here are for callers that checked the arrays themselves:
+# minigrad's reparameterized nodes, before advancing a Stream, and their VJPs, whose gradient has
+# the output's shape and dtype by construction and whose kl_weight was checked when the node was
+# made.
 def run_forward(mu, logvar, seed, offset, backend=None, save_noise=False, name="kernels.forward"):
     """forward on arrays the caller checked (contract.check_reparam_inputs)."""
     module = _backend_module(name, backend, mu)
@@ -152,35 +159,37 @@ def run_backward(grad_z, logvar, seed, offset, backend=None, noise=None,
     return module.run_backward(grad_z, logvar, seed, offset, noise, name=name)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, backend=None, noise=None,
                     name="kernels.backward_kl"):
-    """backward_kl on arrays and a kl_grad the caller checked (contract.check_backward_inputs,
-    contract.check_kl_grad)."""
+    """backward_kl on arrays and a kl_weight the caller checked (contract.check_backward_inputs,
+    contract.check_kl_weight)."""
     module = _backend_module(name, backend, grad_z)
-    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
+    return module.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise, name=name)
 
 
 def forward(mu, logvar, seed, offset, backend=None, save_noise=False):
     """z = mu + exp(logvar / 2) * eps with eps from (seed, offset); (z, eps) with save_noise."""
-    contract.check_reparam_inputs("kernels.forward", mu, logvar)
-    return run_forward(mu, logvar, seed, offset, backend, save_noise)
+    name = "kernels.forward"
+    return contract.forward(_backend_module(name, backend, mu), mu, logvar, seed, offset,
+                            save_noise, name)
 
 
 def backward(grad_z, logvar, seed, offset, backend=None, noise=None):
     """(grad_z, grad_z * exp(logvar / 2) * eps / 2), eps regenerated unless ``noise`` is given."""
-    contract.check_backward_inputs("kernels.backward", grad_z, logvar, noise=noise)
-    return run_backward(grad_z, logvar, seed, offset, backend, noise)
+    name = "kernels.backward"
+    return contract.backward(_backend_module(name, backend, grad_z), grad_z, logvar, seed, offset,
+                             noise, name)
 
 
 def forward_kl(mu, logvar, seed, offset, backend=None, save_noise=False):
     """(z, kl): the forward fused with the KL divergence to N(0, 1), summed; see contract."""
-    contract.check_reparam_inputs("kernels.forward_kl", mu, logvar)
-    return run_forward_kl(mu, logvar, seed, offset, backend, save_noise)
+    name = "kernels.forward_kl"
+    return contract.forward_kl(_backend_module(name, backend, mu), mu, logvar, seed, offset,
+                               save_noise, name)
 
 
-def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend=None, noise=None):
-    """The backward plus kl_grad times the KL's gradient, in one pass; see contract."""
+def backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, backend=None, noise=None):
+    """The backward plus kl_weight times the KL's gradient, in one pass; see contract."""
     name = "kernels.backward_kl"
-    contract.check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
-    kl_grad = contract.check_kl_grad(name, "kl_grad", kl_grad, grad_z)
-    return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, backend, noise)
+    return contract.backward_kl(_backend_module(name, backend, grad_z), grad_z, mu, logvar, seed,
+                                offset, kl_weight, noise, name)

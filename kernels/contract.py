@@ -9,10 +9,11 @@
         kl = sum over elements of (expm1(logvar) - logvar + mu^2) / 2, the KL divergence of
              N(mu, exp(logvar)) to N(0, 1); a 0-d array of the input dtype, accumulated in
              float64 (so backends differ from the reference only by summation order)
-    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None) -> (grad_mu, grad_logvar)
-        grad_mu     = grad_z + kl_grad * mu
-        grad_logvar = grad_z * exp(logvar / 2) * eps / 2 + kl_grad * expm1(logvar) / 2
-        kl_grad is the scalar gradient reaching kl (beta / batch in a VAE's mean loss)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None) -> (grad_mu, grad_logvar)
+        grad_mu     = grad_z + kl_weight * mu
+        grad_logvar = grad_z * exp(logvar / 2) * eps / 2 + kl_weight * expm1(logvar) / 2
+        kl_weight is the KL's weight in the loss, the scalar gradient reaching kl (beta / batch
+        in a VAE's mean loss)
 
 eps = kernels.philox.normal(mu.size, seed, offset, dtype=mu.dtype).reshape(mu.shape): element i of
 the C-order flattening of mu uses normal offset + i of the stream keyed by seed. By default the
@@ -24,7 +25,7 @@ passes; with save_noise=True the forward also returns eps and the backward takes
   and dtype, and arithmetic happens in that dtype.
 - seed is an int in [0, 2**64); offset is an int >= 0 (Python or NumPy integers, never bool), with
   offset + size <= 2**66 (STREAM_END) so that the last Philox block index fits in 64 bits.
-- kl_grad is a real, finite scalar (a Python or NumPy int or float, never bool), finite also when
+- kl_weight is a real, finite scalar (a Python or NumPy int or float, never bool), finite also when
   rounded to the arrays' dtype; None is refused, never read as "no KL".
 - The reference accepts inputs of any strides (it reads them through NumPy's elementwise
   ufuncs); the compiled backends copy non-contiguous inputs to C order first (never misread them).
@@ -32,8 +33,9 @@ passes; with save_noise=True the forward also returns eps and the backward takes
 
 Checks raise before any backend runs and name the function, the argument, what arrived and what
 was expected, and each call checks once, at its boundary: a backend's run_* functions trust their
-arguments, and its public functions (checked_passes) or kernels' dispatch check them first; seed
-and offset are checked where the draw's position is computed (stream_position). This module knows
+arguments, and the checked entry points at the end of this module (which kernels' dispatch calls)
+check them first; seed and offset are checked where the draw's position is computed
+(stream_position). This module knows
 only arrays: it never imports minigrad.
 """
 import math
@@ -117,7 +119,7 @@ def check_shape(name, shape):
     return tuple(check_int(name, f"shape[{i}]", s) for i, s in enumerate(shape))
 
 
-def check_kl_grad(name, what, value, like):
+def check_kl_weight(name, what, value, like):
     """value as a Python float after checking it is a real, finite scalar (a Python or NumPy int
     or float, not bool, None, a string, an array or a complex number) whose rounding to the dtype
     of the array ``like`` is finite too."""
@@ -139,6 +141,7 @@ def check_kl_grad(name, what, value, like):
         raise ValueError(f"{name}: {what} is {value!r}, which is inf in {dtype}; it must be "
                          f"finite in {dtype}")
     return number
+
 
 
 _FLOAT32_OVERFLOW = float(np.finfo(np.float32).max) + 2.0 ** 103  # max + ulp(max) / 2, exact
@@ -201,35 +204,33 @@ def check_philox_inputs(name, counters, key):
     return counters, key
 
 
-def checked_passes(backend, run_forward, run_forward_kl, run_backward, run_backward_kl):
-    """(forward, forward_kl, backward, backward_kl) of a backend whose passes are the run_*
-    functions (same arguments, plus name=, trusting them): each checks the arrays and kl_grad
-    under the name "<backend>.<function>", then runs its pass."""
-    def forward(mu, logvar, seed, offset, save_noise=False):
-        name = f"{backend}.forward"
-        check_reparam_inputs(name, mu, logvar)
-        return run_forward(mu, logvar, seed, offset, save_noise, name=name)
+# The one checked entry point of each pass: the arrays (and kl_weight) checked, then the pass of
+# ``backend``, a backend module whose run_* functions trust their arguments. Errors name ``name``,
+# "<backend.NAME>.<pass>" unless the caller (kernels' dispatch) names itself.
+def forward(backend, mu, logvar, seed, offset, save_noise=False, name=None):
+    """z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise."""
+    name = name or f"{backend.NAME}.forward"
+    check_reparam_inputs(name, mu, logvar)
+    return backend.run_forward(mu, logvar, seed, offset, save_noise, name=name)
 
-    def forward_kl(mu, logvar, seed, offset, save_noise=False):
-        name = f"{backend}.forward_kl"
-        check_reparam_inputs(name, mu, logvar)
-        return run_forward_kl(mu, logvar, seed, offset, save_noise, name=name)
 
-    def backward(grad_z, logvar, seed, offset, noise=None):
-        name = f"{backend}.backward"
-        check_backward_inputs(name, grad_z, logvar, noise=noise)
-        return run_backward(grad_z, logvar, seed, offset, noise, name=name)
+def forward_kl(backend, mu, logvar, seed, offset, save_noise=False, name=None):
+    """(z, kl), or (z, kl, eps) with save_noise; kl a 0-d array."""
+    name = name or f"{backend.NAME}.forward_kl"
+    check_reparam_inputs(name, mu, logvar)
+    return backend.run_forward_kl(mu, logvar, seed, offset, save_noise, name=name)
 
-    def backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None):
-        name = f"{backend}.backward_kl"
-        check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
-        kl_grad = check_kl_grad(name, "kl_grad", kl_grad, grad_z)
-        return run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
 
-    forward.__doc__ = "z = mu + exp(logvar / 2) * eps; (z, eps) with save_noise."
-    forward_kl.__doc__ = "(z, kl), or (z, kl, eps) with save_noise; kl a 0-d array."
-    backward.__doc__ = "(grad_mu, grad_logvar); eps regenerated unless noise is given."
-    backward_kl.__doc__ = "The backward plus kl_grad times the KL's gradient, in one pass."
-    for function in (forward, forward_kl, backward, backward_kl):
-        function.__qualname__ = f"{backend}.{function.__name__}"
-    return forward, forward_kl, backward, backward_kl
+def backward(backend, grad_z, logvar, seed, offset, noise=None, name=None):
+    """(grad_mu, grad_logvar); eps regenerated unless noise is given."""
+    name = name or f"{backend.NAME}.backward"
+    check_backward_inputs(name, grad_z, logvar, noise=noise)
+    return backend.run_backward(grad_z, logvar, seed, offset, noise, name=name)
+
+
+def backward_kl(backend, grad_z, mu, logvar, seed, offset, kl_weight, noise=None, name=None):
+    """The backward plus kl_weight times the KL's gradient, in one pass."""
+    name = name or f"{backend.NAME}.backward_kl"
+    check_backward_inputs(name, grad_z, logvar, mu=mu, noise=noise)
+    kl_weight = check_kl_weight(name, "kl_weight", kl_weight, grad_z)
+    return backend.run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise, name=name)

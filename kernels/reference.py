@@ -3,13 +3,13 @@
     forward:     z = mu + exp(logvar / 2) * eps
     backward:    grad_mu = grad_z,  grad_logvar = grad_z * exp(logvar / 2) * eps / 2
     forward_kl:  also kl = sum((expm1(logvar) - logvar + mu^2) / 2), accumulated in float64
-    backward_kl: adds kl_grad * mu to grad_mu and kl_grad * expm1(logvar) / 2 to grad_logvar
+    backward_kl: adds kl_weight * mu to grad_mu and kl_weight * expm1(logvar) / 2 to grad_logvar
 
 eps = noise(mu.shape, mu.dtype, seed, offset): normals offset .. offset+size-1 of the Philox
 stream in C order, rounded once to the input dtype; all other arithmetic happens in that dtype,
 in the order written above. Inputs of any strides are read as NumPy reads them. The run_*
-functions trust their arrays (kernels' dispatch checks them); forward, backward, forward_kl and
-backward_kl check first (kernels.contract.checked_passes), kl_grad included: rounding None to the
+functions trust their arrays: kernels.contract's entry points (kernels.forward, or
+contract.forward(reference, ...)) check them first, kl_weight included: rounding None to the
 dtype would give NaN, not an error.
 """
 import math
@@ -19,6 +19,8 @@ import numpy as np
 from kernels import contract
 from kernels.philox import normal
 
+NAME = "reference"
+
 
 def noise(shape, dtype, seed, offset):
     """eps of the given shape and dtype: normals offset .. offset+size-1, in C order."""
@@ -26,7 +28,7 @@ def noise(shape, dtype, seed, offset):
     return normal(math.prod(shape), seed, offset, dtype).reshape(shape)
 
 
-def run_forward(mu, logvar, seed, offset, save_noise=False, name="reference.forward"):
+def run_forward(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward"):
     """z = mu + exp(logvar / 2) * eps, with eps = noise(mu.shape, mu.dtype, seed, offset)."""
     mu, logvar = np.asarray(mu), np.asarray(logvar)
     contract.stream_position(name, mu.size, seed, offset)  # seed and offset, named as called
@@ -36,7 +38,7 @@ def run_forward(mu, logvar, seed, offset, save_noise=False, name="reference.forw
     return (z, eps) if save_noise else z
 
 
-def run_backward(grad_z, logvar, seed, offset, noise=None, name="reference.backward"):
+def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backward"):
     """(grad_mu, grad_logvar) = (grad_z, grad_z * exp(logvar / 2) * eps / 2).
 
     eps is ``noise`` when the forward saved it, else regenerated: the forward's eps, bit for bit.
@@ -48,7 +50,7 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name="reference.backw
     return grad_z.copy(), grad_logvar
 
 
-def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="reference.forward_kl"):
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward_kl"):
     """(z, kl): the forward, and the KL divergence to N(0, 1) summed over every element."""
     mu, logvar = np.asarray(mu), np.asarray(logvar)
     z, eps = run_forward(mu, logvar, seed, offset, save_noise=True, name=name)
@@ -57,20 +59,16 @@ def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="reference.f
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
-                    name="reference.backward_kl"):
-    """The backward plus the KL's gradient scaled by ``kl_grad`` (a checked float):
-    grad_mu = grad_z + kl_grad * mu, grad_logvar += kl_grad * expm1(logvar) / 2."""
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
+                    name=f"{NAME}.backward_kl"):
+    """The backward plus the KL's gradient scaled by ``kl_weight`` (a checked float):
+    grad_mu = grad_z + kl_weight * mu, grad_logvar += kl_weight * expm1(logvar) / 2."""
     grad_z, mu, logvar = np.asarray(grad_z), np.asarray(mu), np.asarray(logvar)
     eps = noise_or_regenerated(name, noise, grad_z, seed, offset)
-    weight = grad_z.dtype.type(kl_grad)
+    weight = grad_z.dtype.type(kl_weight)
     grad_mu = np.asarray(grad_z + weight * mu)
     grad_logvar = np.asarray(grad_z * np.exp(logvar / 2) * eps / 2 + weight * np.expm1(logvar) / 2)
     return grad_mu, grad_logvar
-
-
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    "reference", run_forward, run_forward_kl, run_backward, run_backward_kl)
 
 
 def noise_or_regenerated(name, saved, like, seed, offset):

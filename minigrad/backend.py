@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from kernels.gpu import require_cupy
+from kernels.cuda_c.gpu import require_cupy
 
 DEVICES = ("cpu", "cuda")
 CUDA_NEEDS = "device 'cuda' needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU"

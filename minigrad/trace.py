@@ -22,7 +22,7 @@ import weakref
 
 from minigrad import grad_mode
 from minigrad.backend import namespace
-from minigrad.gradcheck.report import format_shape, format_table
+from minigrad.text_table import format_shape, format_table
 
 
 def trace():

@@ -1,7 +1,7 @@
-// kernels/reparam_math.cuh compiled for the CPU, behind extern "C" entry points for ctypes
+// kernels/cuda_c/reparam_math.cuh compiled for the CPU, behind extern "C" entry points for ctypes
 // (tests/cuda_c_host.py builds and loads this file).
 //
-// Each mg_host_* pass emulates one launch of the matching kernel of kernels/reparam.cu with
+// Each mg_host_* pass emulates one launch of the matching kernel of kernels/cuda_c/reparam.cu with
 // `grid` blocks of `block` threads: it runs the kernel's per-thread function for every
 // (blockIdx, threadIdx) in turn, with the first step and stride that thread would get, so the
 // grid-stride indexing is the device's. The KL passes also repeat the kernel's reduction: a
@@ -58,20 +58,20 @@ double forward_kl(const T* mu, const T* logvar, T* z, T* eps, mg_stream st, mg_u
 // backward (mu == nullptr) or backward_kl, eps regenerated (noise == nullptr) or read.
 template <typename T>
 void backward(const T* grad_z, const T* mu, const T* logvar, const T* noise, T* grad_mu,
-              T* grad_logvar, T kl_grad, mg_stream st, mg_u32 grid, mg_u32 block) {
+              T* grad_logvar, T kl_weight, mg_stream st, mg_u32 grid, mg_u32 block) {
     for_each_thread(grid, block, [&](long long first, long long stride) {
         if (mu && noise)
             mg_backward_thread<T, true, true>(grad_z, mu, logvar, noise, grad_mu, grad_logvar,
-                                              kl_grad, st, first, stride);
+                                              kl_weight, st, first, stride);
         else if (mu)
             mg_backward_thread<T, true, false>(grad_z, mu, logvar, nullptr, grad_mu, grad_logvar,
-                                               kl_grad, st, first, stride);
+                                               kl_weight, st, first, stride);
         else if (noise)
             mg_backward_thread<T, false, true>(grad_z, nullptr, logvar, noise, grad_mu,
-                                               grad_logvar, kl_grad, st, first, stride);
+                                               grad_logvar, kl_weight, st, first, stride);
         else
             mg_backward_thread<T, false, false>(grad_z, nullptr, logvar, nullptr, grad_mu,
-                                                grad_logvar, kl_grad, st, first, stride);
+                                                grad_logvar, kl_weight, st, first, stride);
     });
 }
 
@@ -120,9 +120,10 @@ double mg_host_forward_kl_##SUFFIX(const T* mu, const T* logvar, T* z, T* eps, M
     return forward_kl<T>(mu, logvar, z, eps, MG_STREAM, grid, block);                              \
 }                                                                                                  \
 void mg_host_backward_##SUFFIX(const T* grad_z, const T* mu, const T* logvar, const T* noise,      \
-                               T* grad_mu, T* grad_logvar, T kl_grad, MG_STREAM_ARGS,              \
+                               T* grad_mu, T* grad_logvar, T kl_weight, MG_STREAM_ARGS,            \
                                mg_u32 grid, mg_u32 block) {                                        \
-    backward<T>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_grad, MG_STREAM, grid, block); \
+    backward<T>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_weight, MG_STREAM, grid,       \
+                block);                                                                            \
 }
 
 MG_HOST_PASSES(float, f32)

@@ -1,9 +1,10 @@
-"""The CUDA C arithmetic of kernels/reparam_math.cuh, built for the CPU: a backend without a GPU.
+"""The CUDA C arithmetic of kernels/cuda_c/reparam_math.cuh, built for the CPU: a backend without
+a GPU.
 
     forward(mu, logvar, seed, offset, save_noise=False)
     backward(grad_z, logvar, seed, offset, noise=None)
     forward_kl(mu, logvar, seed, offset, save_noise=False)
-    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None)
     philox4x32(counters, key)
 
 the API of kernels.reference (see kernels/contract.py), NumPy in and NumPy out. Importing this
@@ -29,8 +30,10 @@ import numpy as np
 
 from kernels import contract
 
+NAME = "cuda_c_host"
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = (ROOT / "kernels" / "reparam_math.cuh", ROOT / "kernels" / "adam_math.cuh",
+SOURCES = (ROOT / "kernels" / "cuda_c" / "reparam_math.cuh",
+           ROOT / "kernels" / "cuda_c" / "adam_math.cuh",
            Path(__file__).resolve().with_suffix(".cpp"))
 # NOTE: -ffp-contract=off: no a * b + c fused into an FMA the reference does not do (the device
 # code gets the same from the _rn intrinsics).
@@ -44,7 +47,7 @@ HOST_GRID = (3, 64)
 
 def _compile_command(output):
     """The first available compiler's command building the library into output, else None."""
-    include = ("-I", str(ROOT / "kernels"))
+    include = ("-I", str(ROOT / "kernels" / "cuda_c"))
     if shutil.which("g++"):
         return ["g++", *GXX_FLAGS, *include, str(SOURCES[-1]), "-o", str(output)]
     if shutil.which("nvcc"):
@@ -56,8 +59,9 @@ def build():
     """Path of the shared library, compiled unless the cache already holds this source's build."""
     probe = _compile_command("LIB")
     if probe is None:
-        raise ImportError("cuda_c_host needs a C++ compiler to build kernels/reparam_math.cuh for "
-                          "the CPU: neither g++ nor nvcc is on PATH")
+        raise ImportError("cuda_c_host needs a C++ compiler to build "
+                          "kernels/cuda_c/reparam_math.cuh for the CPU: neither g++ nor nvcc is "
+                          "on PATH")
     digest = hashlib.sha256(" ".join(probe).encode())
     for source in SOURCES:
         digest.update(source.read_bytes())
@@ -118,7 +122,7 @@ def _arrays(*arrays):
 
 
 def forward_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID,
-                   name="cuda_c_host.forward"):
+                   name=f"{NAME}.forward"):
     """forward, emulating a launch of grid = (blocks, threads per block)."""
     mu, logvar = _arrays(mu, logvar)
     z, eps = np.empty_like(mu), np.empty_like(mu) if save_noise else None
@@ -129,7 +133,7 @@ def forward_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID,
 
 
 def forward_kl_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID,
-                      name="cuda_c_host.forward_kl"):
+                      name=f"{NAME}.forward_kl"):
     """forward_kl, emulating a launch of grid = (blocks, threads per block)."""
     mu, logvar = _arrays(mu, logvar)
     z, eps = np.empty_like(mu), np.empty_like(mu) if save_noise else None
@@ -140,12 +144,12 @@ def forward_kl_launch(mu, logvar, seed, offset, save_noise=False, grid=HOST_GRID
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, grid=HOST_GRID,
-                       name="cuda_c_host.backward_kl"):
-    """backward_kl (backward where mu is None), emulating a launch of grid; kl_grad checked."""
+def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_weight, noise=None, grid=HOST_GRID,
+                       name=f"{NAME}.backward_kl"):
+    """backward_kl (backward where mu is None), emulating a launch of grid; kl_weight checked."""
     grad_z, mu, logvar, noise = _arrays(grad_z, mu, logvar, noise)
     grad_mu, grad_logvar = np.empty_like(grad_z), np.empty_like(grad_z)
-    weight = grad_z.dtype.type(kl_grad)  # as the reference: kl_grad rounded to the dtype
+    weight = grad_z.dtype.type(kl_weight)  # as the reference: kl_weight rounded to the dtype
     _entry("mg_host_backward", grad_z.dtype)(
         _pointer(grad_z), _pointer(mu), _pointer(logvar), _pointer(noise), _pointer(grad_mu),
         _pointer(grad_logvar), _SCALAR[grad_z.dtype](weight),
@@ -153,31 +157,27 @@ def backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise=None, gr
     return grad_mu, grad_logvar
 
 
-# the contract (kernels.contract.checked_passes checks, then these run)
-def run_forward(mu, logvar, seed, offset, save_noise=False, name="cuda_c_host.forward"):
+# the contract's unchecked passes (kernels.contract's entry points check, then these run)
+def run_forward(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward"):
     return forward_launch(mu, logvar, seed, offset, save_noise, name=name)
 
 
-def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="cuda_c_host.forward_kl"):
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward_kl"):
     return forward_kl_launch(mu, logvar, seed, offset, save_noise, name=name)
 
 
-def run_backward(grad_z, logvar, seed, offset, noise=None, name="cuda_c_host.backward"):
+def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backward"):
     return backward_kl_launch(grad_z, None, logvar, seed, offset, 0.0, noise, name=name)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
-                    name="cuda_c_host.backward_kl"):
-    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_grad, noise, name=name)
-
-
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    "cuda_c_host", run_forward, run_forward_kl, run_backward, run_backward_kl)
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
+                    name=f"{NAME}.backward_kl"):
+    return backward_kl_launch(grad_z, mu, logvar, seed, offset, kl_weight, noise, name=name)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, *scalars):
-    """kernels/adam_math.cuh's Adam step over flat C-contiguous arrays, in place: the arguments of
-    kernels.adam_cpu.adam_update (scalars already rounded to the dtype)."""
+    """kernels/cuda_c/adam_math.cuh's Adam step over flat C-contiguous arrays, in place: the
+    arguments of kernels.numba.adam.adam_update (scalars already rounded to the dtype)."""
     _entry("mg_host_adam", param.dtype)(_pointer(param), _pointer(grad), _pointer(exp_avg),
                                         _pointer(exp_avg_sq), param.size, *scalars)
 

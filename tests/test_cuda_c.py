@@ -1,12 +1,13 @@
-"""The CUDA C of kernels/reparam_math.cuh and kernels/reparam.cu, checked without a GPU.
+"""The CUDA C of kernels/cuda_c/reparam_math.cuh and reparam.cu, checked without a GPU.
 
 1. The header built for the CPU (tests/cuda_c_host.py) against kernels.reference: Philox words bit
    for bit, floats within the ulp bounds below, the grid-stride loop under several launch shapes,
    and the edge cases (empty and one-element draws, ragged first and last blocks, a block counter
    that carries into its second word, NaN and Inf).
-2. kernels/adam_math.cuh built for the CPU against kernels.adam_cpu, bit for bit (the same
+2. kernels/cuda_c/adam_math.cuh built for the CPU against kernels.numba.adam, bit for bit (the same
    arithmetic, no contraction, subnormals kept), and float32 subnormal inputs through every pass.
-3. On a machine with a GPU and CuPy, kernels.cupy_raw against the host build (skipped elsewhere).
+3. On a machine with a GPU and CuPy, kernels.cuda_c.cupy_reparam against the host build (skipped
+   elsewhere).
 The GPU compile of the same sources (NVRTC, ptxas) is tests/test_gpu_compile.py's.
 
 Ulps: |actual - expected| over the spacing of the dtype at |expected|. Where a result is a sum
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kernels import philox, reference
+from kernels import contract, philox, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 KAT_PATH = Path(__file__).parent / "data" / "philox4x32_10_kat.csv"
@@ -143,7 +144,7 @@ def kl_terms(mu, logvar):
 
 def assert_kl_close(what, kl, mu, logvar):
     """kl within KL_TERM_ULPS per term plus float64 reordering of the reference's sum."""
-    expected = reference.forward_kl(mu, logvar, 0, 0)[1]
+    expected = contract.forward_kl(reference, mu, logvar, 0, 0)[1]
     assert kl.shape == () and kl.dtype == expected.dtype, f"{what}: kl is {kl.dtype}{kl.shape}"
     if not np.isfinite(expected):
         assert np.array_equal(kl, expected, equal_nan=True), f"{what}: kl {kl}, expected {expected}"
@@ -156,44 +157,47 @@ def assert_kl_close(what, kl, mu, logvar):
                                f"> {tolerance:.3g}"
 
 
-def check_against_reference(host, mu, logvar, grad_z, seed, offset, kl_grad=0.25):
+def check_against_reference(host, mu, logvar, grad_z, seed, offset, kl_weight=0.25):
     """Every pass of the host build, with and without saved noise, against the reference."""
     dtype = mu.dtype.type
     inputs = {"mu": mu, "logvar": logvar}
-    z_ref, eps_ref = reference.forward(mu, logvar, seed, offset, save_noise=True)
-    z, eps = host.forward(mu, logvar, seed, offset, save_noise=True)
+    z_ref, eps_ref = contract.forward(reference, mu, logvar, seed, offset, save_noise=True)
+    z, eps = contract.forward(host, mu, logvar, seed, offset, save_noise=True)
     assert_ulps("eps", eps, eps_ref, NORMAL_ULPS[dtype])
     scale = z_scale(mu, logvar, eps_ref)
     assert_ulps("z", z, z_ref, Z_ULPS[dtype], scale, inputs)
-    np.testing.assert_array_equal(host.forward(mu, logvar, seed, offset), z)
+    np.testing.assert_array_equal(contract.forward(host, mu, logvar, seed, offset), z)
 
-    z_kl, kl, eps_kl = host.forward_kl(mu, logvar, seed, offset, save_noise=True)
+    z_kl, kl, eps_kl = contract.forward_kl(host, mu, logvar, seed, offset, save_noise=True)
     np.testing.assert_array_equal(z_kl, z)
     np.testing.assert_array_equal(eps_kl, eps)
     assert_kl_close("forward_kl", kl, mu, logvar)
 
     # the backward regenerates the forward's eps bit for bit: equal to the saved-noise backward
-    grad_mu, grad_logvar = host.backward(grad_z, logvar, seed, offset)
+    grad_mu, grad_logvar = contract.backward(host, grad_z, logvar, seed, offset)
     np.testing.assert_array_equal(grad_mu, grad_z)
     assert not np.shares_memory(grad_mu, grad_z)
-    for got, saved in zip((grad_mu, grad_logvar), host.backward(grad_z, logvar, 0, 0, noise=eps)):
+    from_noise = contract.backward(host, grad_z, logvar, 0, 0, noise=eps)
+    for got, saved in zip((grad_mu, grad_logvar), from_noise):
         np.testing.assert_array_equal(got, saved)
-    expected = reference.backward(grad_z, logvar, seed, offset)[1]
+    expected = contract.backward(reference, grad_z, logvar, seed, offset)[1]
     assert_ulps("grad_logvar", grad_logvar, expected, GRAD_LOGVAR_ULPS[dtype], None, inputs)
 
-    grads = host.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad)
-    for got, saved in zip(grads, host.backward_kl(grad_z, mu, logvar, 0, 0, kl_grad, noise=eps)):
+    grads = contract.backward_kl(host, grad_z, mu, logvar, seed, offset, kl_weight)
+    from_noise = contract.backward_kl(host, grad_z, mu, logvar, 0, 0, kl_weight, noise=eps)
+    for got, saved in zip(grads, from_noise):
         np.testing.assert_array_equal(got, saved)
-    expected_mu, expected_logvar = reference.backward_kl(grad_z, mu, logvar, seed, offset, kl_grad)
+    expected_mu, expected_logvar = contract.backward_kl(reference, grad_z, mu, logvar, seed, offset,
+                                                         kl_weight)
     np.testing.assert_array_equal(grads[0], expected_mu)  # no transcendental: the same roundings
     assert_ulps("backward_kl grad_logvar", grads[1], expected_logvar, GRAD_LOGVAR_ULPS[dtype],
-                backward_kl_scale(grad_z, logvar, eps_ref, kl_grad), inputs)
+                backward_kl_scale(grad_z, logvar, eps_ref, kl_weight), inputs)
 
 
-def backward_kl_scale(grad_z, logvar, eps, kl_grad):
-    """|grad_z sigma eps / 2| + |kl_grad expm1(logvar) / 2|: the size of grad_logvar's terms."""
+def backward_kl_scale(grad_z, logvar, eps, kl_weight):
+    """|grad_z sigma eps / 2| + |kl_weight expm1(logvar) / 2|: the size of grad_logvar's terms."""
     grad_z, logvar, eps = (np.asarray(a, dtype=np.float64) for a in (grad_z, logvar, eps))
-    return np.abs(grad_z * np.exp(logvar / 2) * eps / 2) + np.abs(kl_grad * np.expm1(logvar) / 2)
+    return np.abs(grad_z * np.exp(logvar / 2) * eps / 2) + np.abs(kl_weight * np.expm1(logvar) / 2)
 
 
 # --- Philox: bit for bit --------------------------------------------------------------------------
@@ -221,7 +225,8 @@ def test_philox_matches_reference_on_random_and_extreme_counters(host, grid):
 def test_draw_words_cross_block_2_to_the_32(host):
     # blocks 2^32 - 1 and 2^32 (counter (0, 1, 0, 0): the carry into word 1), ragged at both ends
     offset, size = 4 * (2**32 - 1) + 2, 5
-    z, eps = host.forward(np.zeros(size), np.zeros(size), 0xDEADBEEF12345678, offset, True)
+    z, eps = contract.forward(host, np.zeros(size), np.zeros(size), 0xDEADBEEF12345678, offset,
+                              True)
     np.testing.assert_array_equal(z, eps)  # mu = 0, logvar = 0: z is eps
     assert_ulps("eps", eps, philox.normal(size, 0xDEADBEEF12345678, offset),
                 NORMAL_ULPS[np.float64])
@@ -327,41 +332,41 @@ def test_nan_and_inf_propagate_as_in_the_reference(host, dtype):
     mu, logvar = (a.ravel() for a in np.meshgrid(values, values))  # every pair
     grad_z = np.resize(np.array(special[::-1], dtype=dtype), mu.shape)
     with np.errstate(all="ignore"):  # the reference's NumPy warns on overflow and inf - inf
-        z_ref, eps_ref = reference.forward(mu, logvar, 5, 1, save_noise=True)
-        z, kl = host.forward_kl(mu, logvar, 5, 1)
+        z_ref, eps_ref = contract.forward(reference, mu, logvar, 5, 1, save_noise=True)
+        z, kl = contract.forward_kl(host, mu, logvar, 5, 1)
         assert_ulps("z", z, z_ref, Z_ULPS[dtype], z_scale(mu, logvar, eps_ref))
         assert_kl_close("kl", kl, mu, logvar)
-        grad_mu, grad_logvar = host.backward_kl(grad_z, mu, logvar, 5, 1, 0.5)
-        want_mu, want_logvar = reference.backward_kl(grad_z, mu, logvar, 5, 1, 0.5)
+        grad_mu, grad_logvar = contract.backward_kl(host, grad_z, mu, logvar, 5, 1, 0.5)
+        want_mu, want_logvar = contract.backward_kl(reference, grad_z, mu, logvar, 5, 1, 0.5)
         np.testing.assert_array_equal(grad_mu, want_mu)  # equal_nan: NaN where the reference's
         assert_ulps("backward_kl grad_logvar", grad_logvar, want_logvar, GRAD_LOGVAR_ULPS[dtype],
                     backward_kl_scale(grad_z, logvar, eps_ref, 0.5))
-        grad_mu, grad_logvar = host.backward(grad_z, logvar, 5, 1)
+        grad_mu, grad_logvar = contract.backward(host, grad_z, logvar, 5, 1)
         np.testing.assert_array_equal(grad_mu, grad_z)
         assert_ulps("backward grad_logvar", grad_logvar,
-                    reference.backward(grad_z, logvar, 5, 1)[1], GRAD_LOGVAR_ULPS[dtype])
+                    contract.backward(reference, grad_z, logvar, 5, 1)[1], GRAD_LOGVAR_ULPS[dtype])
 
 
 def test_non_contiguous_inputs_are_read_in_c_order(host):
     mu, logvar, _ = random_inputs((6, 8), np.float64, seed=9)
-    z = host.forward(mu.T, logvar.T, 1, 2)  # Fortran-ordered views
-    np.testing.assert_array_equal(z, host.forward(mu.T.copy(), logvar.T.copy(), 1, 2))
+    z = contract.forward(host, mu.T, logvar.T, 1, 2)  # Fortran-ordered views
+    np.testing.assert_array_equal(z, contract.forward(host, mu.T.copy(), logvar.T.copy(), 1, 2))
 
 
 def test_mismatched_inputs_raise_before_the_library_runs(host):
     with pytest.raises(ValueError, match="shape"):
-        host.forward(np.zeros(3), np.zeros(4), 0, 0)
+        contract.forward(host, np.zeros(3), np.zeros(4), 0, 0)
     with pytest.raises(TypeError, match="float32"):
-        host.backward(np.zeros(3), np.zeros(3, dtype=np.float32), 0, 0)
+        contract.backward(host, np.zeros(3), np.zeros(3, dtype=np.float32), 0, 0)
     with pytest.raises(ValueError, match="2\\*\\*66"):
-        host.forward(np.zeros(3), np.zeros(3), 0, 2**66 - 2)
+        contract.forward(host, np.zeros(3), np.zeros(3), 0, 2**66 - 2)
 
 
-# --- Adam: kernels/adam_math.cuh is kernels.adam_cpu, bit for bit ------------------------------
+# --- Adam: kernels/cuda_c/adam_math.cuh is kernels.numba.adam, bit for bit --------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weight_decay, flush", [(0.0, True), (0.01, False)])
 def test_adam_math_gives_the_numba_loops_bits(host, dtype, weight_decay, flush):
-    from kernels.adam_cpu import adam_update
+    from kernels.numba.adam import adam_update
     rng = np.random.default_rng(22)
     tiny = np.finfo(dtype).tiny
     param, grad = (rng.standard_normal(4099).astype(dtype) for _ in range(2))
@@ -392,9 +397,9 @@ DEVICE_SLACK_ULPS = 2
 
 @pytest.fixture(scope="module")
 def gpu():
-    """kernels.cupy_raw, or a skip naming why it is unavailable (no CuPy, no GPU)."""
+    """kernels.cuda_c.cupy_reparam, or a skip naming why it is unavailable (no CuPy, no GPU)."""
     try:
-        import kernels.cupy_raw as cupy_raw
+        import kernels.cuda_c.cupy_reparam as cupy_raw
     except ImportError as err:
         pytest.skip(str(err))
     return cupy_raw
@@ -419,12 +424,12 @@ def test_gpu_passes_match_the_host_build(host, gpu, case, dtype):
     d_mu, d_logvar, d_grad = (cupy.asarray(a) for a in (mu, logvar, grad_z))
     seed = 0x0123456789ABCDEF
     z, eps = (cupy.asnumpy(a) for a in gpu.forward(d_mu, d_logvar, seed, offset, save_noise=True))
-    host_z, host_eps = host.forward(mu, logvar, seed, offset, save_noise=True)
+    host_z, host_eps = contract.forward(host, mu, logvar, seed, offset, save_noise=True)
     print(f"{case} {np.dtype(dtype)}: eps {ulps(eps, host_eps).max(initial=0):.0f} ulps, "
           f"z {ulps(z, host_z, z_scale(mu, logvar, host_eps)).max(initial=0):.0f} ulps "
           "from the host build")
     assert_ulps("gpu eps", eps, host_eps, NORMAL_ULPS[dtype] + DEVICE_SLACK_ULPS)
-    check = reference.forward(mu, logvar, seed, offset)
+    check = contract.forward(reference, mu, logvar, seed, offset)
     assert_ulps("gpu z", z, check, Z_ULPS[dtype] + DEVICE_SLACK_ULPS, z_scale(mu, logvar, host_eps))
     z_kl, kl = gpu.forward_kl(d_mu, d_logvar, seed, offset)
     np.testing.assert_array_equal(cupy.asnumpy(z_kl), z)
@@ -435,7 +440,7 @@ def test_gpu_passes_match_the_host_build(host, gpu, case, dtype):
                                                        noise=cupy.asarray(eps))]
     for got, want in zip(regenerated, saved):  # the backward regenerates the forward's eps exactly
         np.testing.assert_array_equal(got, want)
-    want_mu, want_logvar = reference.backward_kl(grad_z, mu, logvar, seed, offset, 0.5)
+    want_mu, want_logvar = contract.backward_kl(reference, grad_z, mu, logvar, seed, offset, 0.5)
     np.testing.assert_array_equal(regenerated[0], want_mu)
     assert_ulps("gpu backward_kl grad_logvar", regenerated[1], want_logvar,
                 GRAD_LOGVAR_ULPS[dtype] + DEVICE_SLACK_ULPS,

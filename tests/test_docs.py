@@ -12,6 +12,7 @@ could overwrite: benchmarks/ (the scripts, which write relative to themselves, a
 results), docs/figures/ and .gitignore. After a page's blocks `git status --porcelain` must be
 empty there: a documented command changes no committed file and leaves nothing git would track.
 """
+import importlib
 import os
 import re
 import shutil
@@ -168,6 +169,43 @@ def test_readme_python_blocks_run(tmp_path):
     for index, (language, block) in enumerate(code):
         run_block(language, block, root, env, index)
     assert not changed_files(root), f"README.md's examples write files: {changed_files(root)}"
+
+
+# the pages that name the code: README.md, benchmarks/README.md and docs/*.md
+NAMING_PAGES = ["README.md", os.path.join("benchmarks", "README.md"),
+                *(os.path.join("docs", page) for page in PAGES)]
+DOTTED = re.compile(r"`((?:minigrad|kernels|vae)(?:\.\w+)+)")
+REPO_PATH = re.compile(r"`((?:minigrad|kernels|vae|benchmarks|tests|docs|data)/[^`\s:]*)")
+
+
+def _resolves(dotted):
+    """Whether ``dotted`` names a module, or an attribute of the longest module it starts with."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for part in parts[k:]:
+            if not hasattr(found, part):
+                return False
+            found = getattr(found, part)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", NAMING_PAGES)
+def test_the_code_a_page_names_exists(page):
+    """Every `minigrad.x.y` a page names resolves, and every repository path it names exists
+    (a path with a pattern in it, {json,md}, * or <device>, is a family of files and is left
+    alone)."""
+    with open(os.path.join(REPO, page)) as f:
+        text = f.read()
+    stale = [name for name in sorted(set(DOTTED.findall(text))) if not _resolves(name)]
+    stale += [path for path in sorted(set(REPO_PATH.findall(text)))
+              if not set("{*<").intersection(path) and not path.endswith(".")
+              and not os.path.exists(os.path.join(REPO, path))]
+    assert not stale, f"{page} names what does not exist: {stale}"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md"])

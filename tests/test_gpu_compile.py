@@ -1,9 +1,10 @@
 """Every GPU kernel compiled by the real CUDA toolchains, no GPU needed (benchmarks/compile_report.py).
 
 numba_cuda's launched specialisations through NVVM and ptxas, reparam.cu and adam.cu through NVRTC
-with kernels.cuda_c's options, for sm_80 and sm_90: no spill and no local stack anywhere, no
+with kernels.cuda_c.nvrtc's options, for sm_80 and sm_90: no spill and no local stack anywhere, no
 contraction the source does not write and no flushed subnormals, and the report equal to the
-committed benchmarks/results/compile_report.json.
+committed benchmarks/results/compile_report.json; a toolkit with a piece missing reads as a
+missing toolchain, never a crash.
 
 The compilers are wheels (pip install -e ".[gpu-compile]"). Without them these tests skip, saying
 so, unless MINIGRAD_REQUIRE_GPU_COMPILERS=1 (as .ci/run sets): then a missing compiler fails.
@@ -22,7 +23,8 @@ SCRIPT = ROOT / "benchmarks" / "compile_report.py"
 COMMITTED = ROOT / "benchmarks" / "results" / "compile_report.json"
 REQUIRE = os.environ.get("MINIGRAD_REQUIRE_GPU_COMPILERS") == "1"
 MISSING_TOOLCHAIN = 3  # compile_report.py's exit status
-# numba_libm.fma_f64's explicit FMAs in one Philox block's float64 normals: 4 per Box-Muller pair
+# kernels.numba.libm.fma_f64's explicit FMAs in one Philox block's float64 normals: 4 per
+# Box-Muller pair
 F64_BLOCK_FMAS = 8
 
 
@@ -54,6 +56,36 @@ def report(tmp_path_factory):
     return json.loads((out / "compile_report.json").read_text())
 
 
+# compile_report.main with the nvidia-nvvm distribution hidden: a partial toolkit, as PyTorch's
+# CUDA wheels leave (NVRTC, cuda-bindings, no NVVM)
+PARTIAL_TOOLKIT = """
+import sys
+from importlib import metadata
+from benchmarks import compile_report
+
+def version(name):
+    if name == "nvidia-nvvm":
+        raise metadata.PackageNotFoundError(name)
+    return metadata.version(name)
+
+compile_report.metadata = type("Hidden", (), {"version": staticmethod(version),
+                                             "PackageNotFoundError": metadata.PackageNotFoundError})
+sys.exit(compile_report.main(["--out", sys.argv[1]]))
+"""
+
+
+def test_a_partial_toolkit_reads_as_a_missing_toolchain(tmp_path):
+    # the report crashed with PackageNotFoundError: nvidia-nvvm, after compiling everything
+    result = subprocess.run([sys.executable, "-c", PARTIAL_TOOLKIT, str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600,
+                            env={**_without_simulator(), "PYTHONPATH": str(ROOT)})
+    assert result.returncode == MISSING_TOOLCHAIN, result.stderr
+    assert result.stderr.startswith("compile_report: cannot compile here: the CUDA compilers "
+                                    "are not all installed (missing: ")
+    assert "nvidia-nvvm" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_every_kernel_compiles_for_both_archs_without_spills_or_a_stack(report):
     rows = report["kernels"]
     assert {r["arch"] for r in rows} == {"sm_80", "sm_90"}
@@ -65,7 +97,8 @@ def test_every_kernel_compiles_for_both_archs_without_spills_or_a_stack(report):
 
 def test_every_launched_kernel_is_compiled():
     names = json.loads(_python(
-        "import json; from kernels import cuda_c, numba_cuda_kernels as k; print(json.dumps("
+        "import json; from kernels.cuda_c import nvrtc as cuda_c; "
+        "from kernels.numba import gpu_kernels as k; print(json.dumps("
         "{'numba_cuda': [s[0] for s in k.SPECIALISATIONS], 'cupy': cuda_c.KERNEL_NAMES['reparam'],"
         " 'adam_cupy': cuda_c.KERNEL_NAMES['adam']}))"))
     committed = json.loads(COMMITTED.read_text())["kernels"]
@@ -80,7 +113,7 @@ def test_no_contraction_and_no_flushed_subnormals_in_the_ptx(report):
         where = (r["backend"], r["kernel"], r["arch"])
         # a float add/sub/mul without .rn is one ptxas may fuse; .ftz flushes subnormals
         assert r["contractible"] == 0 and r["ftz"] == 0, where
-        if r["backend"] == "numba_cuda":  # the only FMAs are numba_libm's explicit ones
+        if r["backend"] == "numba_cuda":  # the only FMAs are kernels.numba.libm's explicit ones
             regenerates = "f64" in r["kernel"] and "from_noise" not in r["kernel"] \
                 and "kl_sum" not in r["kernel"]
             assert r["fma"] == (F64_BLOCK_FMAS if regenerates else 0), where
@@ -104,10 +137,11 @@ def test_the_checks_see_what_the_default_compilers_would_do(report):
     # the same kernels built the default ways: NVVM contracting (numba-cuda without the hook),
     # NVRTC with CuPy's appended -ftz=true; the PTX counts must show both
     counts = json.loads(_python(
-        "import json; from numba import cuda; from kernels import cuda_c; "
-        "from kernels import numba_cuda_kernels as k; from benchmarks import compile_report as r\n"
+        "import json; from numba import cuda; from kernels.cuda_c import nvrtc as cuda_c; "
+        "from kernels.numba import gpu_kernels as k; from benchmarks import compile_report as r\n"
+        "from kernels.numba.patches import compiling_for\n"
         "name, kernel, types = k.SPECIALISATIONS[0]\n"
-        "with k.compiling_for((9, 0)):\n"
+        "with compiling_for((9, 0)):\n"
         "    ptx, _ = cuda.compile_ptx(kernel.py_func, types, cc=(9, 0))\n"
         "nvrtc = cuda_c.CudaBindingsNvrtc()\n"
         "cupy_like = nvrtc.compile(cuda_c.source('adam'), 'adam.cu', (*cuda_c.OPTIONS,"

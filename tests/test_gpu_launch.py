@@ -5,6 +5,7 @@ What needs the driver (its occupancy answer, a real stream capture) runs on a GP
 tests/test_kernels.py and tests/test_device.py; here the same code paths run under Numba's
 simulator or against numba-cuda's own functions.
 """
+import importlib
 import json
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_grids_from_the_compiled_kernels_register_counts():
 # --- numba_cuda under the simulator --------------------------------------------------------------
 @pytest.fixture
 def numba_cuda():
-    module = pytest.importorskip("kernels.numba_cuda", reason="numba_cuda unavailable")
+    module = pytest.importorskip("kernels.numba.gpu", reason="numba_cuda unavailable")
     if not module.SIMULATED:
         pytest.skip("checks the simulator's launches")
     return module
@@ -83,18 +84,18 @@ def numba_cuda():
 def _every_pass(module, dtype):
     rng = np.random.default_rng(3)
     mu, logvar, grad_z = (rng.standard_normal(37).astype(dtype) for _ in range(3))
-    z, kl, eps = module.forward_kl(mu, logvar, 5, 2, save_noise=True)
-    module.forward(mu, logvar, 5, 2, save_noise=True)
-    module.forward(mu, logvar, 5, 2)
-    module.forward_kl(mu, logvar, 5, 2)
+    z, kl, eps = contract.forward_kl(module, mu, logvar, 5, 2, save_noise=True)
+    contract.forward(module, mu, logvar, 5, 2, save_noise=True)
+    contract.forward(module, mu, logvar, 5, 2)
+    contract.forward_kl(module, mu, logvar, 5, 2)
     for noise in (None, eps):
-        module.backward(grad_z, logvar, 5, 2, noise=noise)
-        module.backward_kl(grad_z, mu, logvar, 5, 2, 0.5, noise=noise)
+        contract.backward(module, grad_z, logvar, 5, 2, noise=noise)
+        contract.backward_kl(module, grad_z, mu, logvar, 5, 2, 0.5, noise=noise)
     return kl
 
 
 def test_every_launch_is_a_compiled_specialisation(numba_cuda, monkeypatch):
-    from kernels import numba_cuda_kernels
+    from kernels.numba import gpu_kernels as numba_cuda_kernels
     launched = set()
     launch = numba_cuda._launch
 
@@ -123,9 +124,9 @@ def test_forward_kl_reads_back_only_its_outputs(numba_cuda, monkeypatch):
         return copy_to_host(self, *args, **kwargs)
     monkeypatch.setattr(FakeCUDAArray, "copy_to_host", counting)
     mu = np.linspace(-1, 1, 2000, dtype=np.float32)
-    z, kl, eps = numba_cuda.forward_kl(mu, mu, 5, 2, save_noise=True)
+    z, kl, eps = contract.forward_kl(numba_cuda, mu, mu, 5, 2, save_noise=True)
     assert sorted(copies) == sorted([(2000,), (), (2000,)])
-    expected = reference.forward_kl(mu, mu, 5, 2)[1]
+    expected = contract.forward_kl(reference, mu, mu, 5, 2)[1]
     assert kl.shape == () and abs(float(kl) - float(expected)) <= 4 * np.spacing(expected)
 
 
@@ -145,9 +146,9 @@ def test_the_kl_partials_fit_the_grid_of_the_kernel_that_runs(numba_cuda, monkey
         return launch(kernel, steps, args, arrays, config)
     monkeypatch.setattr(numba_cuda, "_launch", recording)
     mu = np.linspace(-2, 2, 3001)
-    kl = numba_cuda.forward_kl(mu, mu / 3, 5, 2)[1]
+    kl = contract.forward_kl(numba_cuda, mu, mu / 3, 5, 2)[1]
     assert blocks == [(3, 3)]
-    expected = reference.forward_kl(mu, mu / 3, 5, 2)[1]
+    expected = contract.forward_kl(reference, mu, mu / 3, 5, 2)[1]
     assert abs(float(kl) - float(expected)) <= 8 * np.spacing(expected)
 
 
@@ -207,7 +208,7 @@ def test_a_call_checks_its_arrays_once(monkeypatch):
     mu, logvar = np.zeros(8, np.float32), np.zeros(8, np.float32)
     kernels.forward(mu, logvar, 3, 1)
     kernels.backward_kl(mu, mu, logvar, 3, 1, 0.5)
-    kernels.numba_cpu.forward(mu, logvar, 3, 1)
+    contract.forward(importlib.import_module(kernels.BACKENDS["numba_cpu"]), mu, logvar, 3, 1)
     assert checked == ["kernels.forward", "kernels.backward_kl", "kernels.backward_kl",
                        "numba_cpu.forward"]  # backward_kl: (grad_z, logvar) and (mu, logvar)
     checked.clear()
@@ -231,7 +232,7 @@ def test_kernel_report_asks_only_kernels_for_their_registers(numba_cuda):
     # it used to walk every numba-cuda dispatcher of the module, device functions too, and a
     # device function has no register count (AttributeError before anything was printed)
     from benchmarks import kernel_report
-    from kernels import numba_cuda_kernels
+    from kernels.numba import gpu_kernels as numba_cuda_kernels
     asked = []
 
     def compile_kernel(kernel, argtypes):

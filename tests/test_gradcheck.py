@@ -1,5 +1,6 @@
 """minigrad.gradcheck: passes correct gradients, catches wrong VJPs (elementwise, fast and over all
-outputs) with a message that names the element, and refuses bad input with a clear error."""
+outputs; a VJP that ignores its cotangent, first and second order; each input at its own dtype's
+tolerances) with a message that names the element, and refuses bad input with a clear error."""
 import re
 import warnings
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.gradcheck import TOLERANCES, GradcheckError, GradcheckWarning, gradcheck
+from minigrad.gradcheck import (TOLERANCES, GradcheckError, GradcheckWarning, gradcheck,
+                                gradgradcheck)
 from minigrad.random import Stream
 
 ATOL, RTOL = TOLERANCES[np.dtype(np.float64)].atol, TOLERANCES[np.dtype(np.float64)].rtol
@@ -17,41 +19,43 @@ def leaf(data, name=None, dtype=np.float64):
     return mg.Tensor(np.asarray(data, dtype=dtype), requires_grad=True, name=name)
 
 
-class BadSin(mg.Function):
-    """sin with a wrong backward: g * sin(x) where g * cos(x) is right."""
-    name = "bad_sin"
+def custom_op(name, forward, backward):
+    """A one-input op written by hand, as a user would: ``forward(x)`` on the input's array,
+    ``backward(g, x)`` on Tensors, returning x's gradient.  The deliberately wrong ops below are
+    built with it."""
+    class Custom(mg.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return forward(x)
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return np.sin(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return (g * np.sin(x.data),)
-
-
-def bad_sin(x):
-    return BadSin.apply(x)
-
-
-class FlippedDouble(mg.Function):
-    """z = 2 x for a vector, with a backward that reverses g: right only where x is a
-    palindrome."""
-    name = "flipped_double"
-
-    @staticmethod
-    def forward(ctx, x):
-        return 2 * x
-
-    @staticmethod
-    def backward(ctx, g):
-        return (2 * g[::-1],)
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return (backward(g, x),)
+    Custom.name = name
+    return Custom.apply
 
 
-def flipped_double(x):
-    return FlippedDouble.apply(x)
+# sin with a wrong backward: g * sin(x) where g * cos(x) is right
+bad_sin = custom_op("bad_sin", np.sin, lambda g, x: g * np.sin(x.data))
+# z = 2 x for a vector, with a backward that reverses g: right only where x is a palindrome
+flipped_double = custom_op("flipped_double", lambda x: 2 * x, lambda g, x: 2 * g[::-1])
+# a custom loss, z = sum(x^2), whose backward returns 2 x and forgets g: right only where g is 1
+sum_of_squares_ignoring_g = custom_op("sum_of_squares_ignoring_g", lambda x: np.sum(x ** 2),
+                                      lambda g, x: 2 * x)
+# z = 2 x, whose backward returns 2 whatever the cotangent g: right only where g is 1
+double_ignoring_g = custom_op("double_ignoring_g", lambda x: 2 * x,
+                              lambda g, x: mg.Tensor(np.full(g.shape, 2.0)))
+# z = x^2 with the backward g -> double_ignoring_g(g x): the gradient is right, its own backward
+# ignores its cotangent
+square_with_a_bad_second_order = custom_op("square_with_a_bad_second_order", lambda x: x ** 2,
+                                           lambda g, x: double_ignoring_g(g * x))
+
+
+def sin_with_vjp_off_by(x, factor):
+    """sin whose backward is ``factor`` times the right one, g * cos(x)."""
+    return custom_op("sin_off_by", np.sin, lambda g, t: g * (np.cos(t.data) * factor))(x)
 
 
 def worst_of_bad_sin(x):
@@ -145,9 +149,12 @@ def test_the_seed_fixes_the_cotangent():
     assert check(3).analytic != check(4).analytic
 
 
+@pytest.mark.filterwarnings("ignore::minigrad.gradcheck.GradcheckWarning")
 def test_explicit_settings_replace_the_defaults():
-    report = gradcheck(lambda x: mg.exp(x), [leaf(X)], eps=1e-4, atol=1e-7, rtol=1e-6)
-    assert (report.eps, report.atol, report.rtol) == (1e-4, 1e-7, 1e-6)
+    report = gradcheck(lambda x, y: mg.exp(x) * y, [leaf(X), leaf(X, dtype=np.float32)],
+                       eps=1e-4, atol=1e-7, rtol=1e-6)
+    assert [(r.eps, r.atol, r.rtol) for r in report.inputs] == [(1e-4, 1e-7, 1e-6)] * 2
+    assert str(report).splitlines()[0].endswith(": eps 0.0001, atol 1e-07, rtol 1e-06")
 
 
 # --- wrong gradients fail, naming the element -----------------------------------------------------
@@ -158,14 +165,15 @@ def test_wrong_vjp_fails_and_the_message_names_everything():
     assert report.inputs[0].ok and not report.inputs[1].ok
     r = report.inputs[1]
     index = worst_of_bad_sin(X)
-    assert r.worst_index == index and r.output == "y"
-    assert r.analytic == pytest.approx(np.sin(X[index]), rel=1e-12)
-    assert r.numeric == pytest.approx(np.cos(X[index]), rel=1e-6)
+    assert r.worst_index == index and r.output == "v·y"
+    # the one-element y is projected on a random v, never 1: analytic v sin, numeric v cos
+    assert r.analytic / r.numeric == pytest.approx(np.tan(X[index]), rel=1e-6)
     assert r.tolerance == pytest.approx(ATOL + RTOL * abs(r.numeric))
     message = report.failure_message()
     for part in ["input 1", "'x'", f"element {index}", f"analytic:  {r.analytic:.6e}",
                  f"numeric:   {r.numeric:.6e}", f"abs err {r.abs_err:.3e}",
-                 f"rel err {r.rel_err:.3e}", f"tolerance {r.tolerance:.3e}", "output:    y"]:
+                 f"rel err {r.rel_err:.3e}", f"tolerance {r.tolerance:.3e}", "output:    v·y",
+                 "a single element times v = "]:
         assert part in message
     assert "input 0" not in message
 
@@ -269,7 +277,8 @@ def test_bad_step_or_tolerance_is_refused(setting, value, error, message):
 
 def test_explicit_zero_tolerances_and_numpy_scalars_are_taken():
     report = gradcheck(lambda x: x * 2, [leaf(X)], eps=np.float32(1e-3), atol=0, rtol=np.int64(1))
-    assert (report.eps, report.atol, report.rtol) == (float(np.float32(1e-3)), 0.0, 1.0)
+    r = report.inputs[0]
+    assert (r.eps, r.atol, r.rtol) == (float(np.float32(1e-3)), 0.0, 1.0)
 
 
 @pytest.mark.parametrize("inputs, message", [
@@ -300,14 +309,61 @@ def test_float32_warns_and_uses_looser_defaults():
     with pytest.warns(GradcheckWarning, match=r"argument 0 \('x'\) is float32"):
         report = gradcheck(lambda x: mg.tanh(x) * mg.exp(x), [x])
     default = TOLERANCES[np.dtype(np.float32)]
-    assert (report.eps, report.atol, report.rtol) == (default.eps, default.atol, default.rtol)
+    r = report.inputs[0]
+    assert (r.eps, r.atol, r.rtol) == (default.eps, default.atol, default.rtol)
     assert report.ok and report.inputs[0].dtype == np.float32 and report.output_dtype == np.float32
 
 
-def test_mixed_dtypes_take_the_least_precise_defaults():
-    with pytest.warns(GradcheckWarning):
-        report = gradcheck(lambda x, y: x * y, [leaf(X), leaf(X, dtype=np.float32)])
-    assert report.atol == TOLERANCES[np.dtype(np.float32)].atol
+def test_each_input_is_checked_with_its_own_dtypes_tolerances():
+    # a float64 gradient 0.8 % wrong used to pass once a float32 input sat beside it
+    x, y = leaf(X, "x"), leaf(X, "y", dtype=np.float32)
+    with pytest.warns(GradcheckWarning, match=r"argument 1 \('y'\) is float32"):
+        report = gradcheck(lambda x, y: sin_with_vjp_off_by(x, 1.008) * y, [x, y])
+    r64, r32 = report.inputs
+    float64, float32 = TOLERANCES[np.dtype(np.float64)], TOLERANCES[np.dtype(np.float32)]
+    assert not r64.ok and r32.ok
+    assert (r64.eps, r64.atol, r64.rtol) == (float64.eps, float64.atol, float64.rtol)
+    assert (r32.eps, r32.atol, r32.rtol) == (float32.eps, float32.atol, float32.rtol)
+    assert str(report).splitlines()[0].endswith(
+        f"float64 inputs eps {float64.eps:g}, atol {float64.atol:g}, rtol {float64.rtol:g}; "
+        f"float32 inputs eps {float32.eps:g}, atol {float32.atol:g}, rtol {float32.rtol:g}")
+    assert f"atol {float64.atol:g} + rtol {float64.rtol:g}" in report.failure_message()
+
+
+@pytest.mark.filterwarnings("ignore::minigrad.gradcheck.GradcheckWarning")
+def test_a_float32_gradient_two_percent_wrong_fails():
+    # the differences run in float64: float32's tolerances need only absorb its analytic side
+    report = gradcheck(lambda x: sin_with_vjp_off_by(x, 1.02), [leaf(X, "x", np.float32)])
+    assert not report.ok
+    assert gradcheck(lambda x: sin_with_vjp_off_by(x, 1.0), [leaf(X, "x", np.float32)]).ok
+
+
+# --- a VJP that ignores its cotangent ---------------------------------------------------------
+@pytest.mark.parametrize("all_outputs", [False, True])
+def test_a_loss_whose_vjp_ignores_its_cotangent_fails(all_outputs):
+    x = leaf(X, "x")
+    report = gradcheck(sum_of_squares_ignoring_g, [x], all_outputs=all_outputs)
+    r = report.inputs[0]
+    assert not r.ok and r.output == "v·y"
+    assert r.analytic / r.numeric != pytest.approx(1.0, abs=0.4)   # |v| is in [1.5, 2.5]
+    assert gradcheck(lambda x: (x * x).sum(), [x], all_outputs=all_outputs).ok
+
+
+def test_a_second_order_that_ignores_its_cotangent_fails():
+    x = leaf(0.7, "x")          # one element: the first order's gradient has one element too
+    assert gradcheck(square_with_a_bad_second_order, [x]).ok
+    report = gradgradcheck(square_with_a_bad_second_order, [x])
+    assert not report.ok and "second derivative" in report.failure_message()
+
+
+def test_a_given_cotangent_is_used_and_checked():
+    report = gradcheck(sum_of_squares_ignoring_g, [leaf(X)], grad_outputs=np.ones(()))
+    assert report.ok and report.projection == "projected on the given cotangent v"
+    with pytest.raises(ValueError, match=r"grad_outputs has shape \(2,\), fn's output \(\)"):
+        gradcheck(sum_of_squares_ignoring_g, [leaf(X)], grad_outputs=np.ones(2))
+    with pytest.raises(ValueError, match="exclude each other"):
+        gradcheck(sum_of_squares_ignoring_g, [leaf(X)], grad_outputs=np.ones(()),
+                  all_outputs=True)
 
 
 def test_float64_does_not_warn():

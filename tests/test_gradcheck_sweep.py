@@ -123,6 +123,24 @@ def test_cli_sweep_writes_the_plot(tmp_path):
     assert "float64: smallest error" in done.stdout and "tanh[matrix]" in done.stdout
 
 
+def test_cli_sweep_creates_the_folder_of_its_plot(tmp_path):
+    out = tmp_path / "not" / "there" / "s.png"
+    done = subprocess.run([sys.executable, "-m", "minigrad.gradcheck", "--sweep", "--op", "tanh",
+                           "--out", str(out)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_cli_sweep_that_cannot_write_its_plot_says_so_in_one_line(tmp_path):
+    (tmp_path / "a_file").write_bytes(b"")
+    out = tmp_path / "a_file" / "s.png"
+    done = subprocess.run([sys.executable, "-m", "minigrad.gradcheck", "--sweep", "--op", "tanh",
+                           "--out", str(out)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: --out {out}: the plot cannot be written")
+    assert len(done.stderr.splitlines()) == 1
+
+
 def test_cli_sweep_needs_one_op():
     done = subprocess.run([sys.executable, "-m", "minigrad.gradcheck", "--sweep"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -769,7 +769,7 @@ def test_gaussian_kl_keeps_precision_for_small_logvar(v):
     np.testing.assert_allclose(z.data, series, rtol=1e-6)
 
 
-def test_gaussian_kl_gradients():
+def test_gaussian_kl_weightients():
     mu, logvar = var(random(5)), var(random(5))
     mg.gaussian_kl(mu, logvar).backward()
     np.testing.assert_allclose(mu.grad, mu.data, rtol=1e-15)

@@ -1,7 +1,7 @@
 """The study figures: gradient norms, manifold frames and their GIF, latent traversals."""
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 import minigrad as mg
 from vae import plots
@@ -55,6 +55,25 @@ def test_frames_of_different_sizes_are_padded_to_the_largest(tmp_path):
     with Image.open(plots.frames_to_gif(paths, str(tmp_path / "a.gif"))) as image:
         assert image.size == (40, 20)
         assert image.n_frames == 2
+
+
+@pytest.mark.parametrize("sizes", [[(4000, 4000)], [(600, 640), (20000, 10)],
+                                   [(10, 20000), (20000, 10)]])
+def test_a_frame_declaring_too_many_pixels_is_refused_before_it_is_decoded(tmp_path,
+                                                                          monkeypatch, sizes):
+    paths = []
+    for i, size in enumerate(sizes):
+        paths.append(str(tmp_path / f"epoch_{i:03d}.png"))
+        Image.new("1", size).save(paths[-1])                 # a few kB on disk
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda image: decoded.append(image.size) or real_load(image))
+    with pytest.raises(ValueError, match=f"{paths[-1]} declares .* more than the "
+                                         f"{plots.MAX_FRAME_PIXELS}"):
+        plots.frames_to_gif(paths, str(tmp_path / "manifold.gif"))
+    assert all(width * height <= plots.MAX_FRAME_PIXELS for width, height in decoded)
+    assert not (tmp_path / "manifold.gif").exists()
 
 
 def test_frames_to_gif_needs_frames(tmp_path):

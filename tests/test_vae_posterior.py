@@ -86,7 +86,7 @@ def within_five_standard_errors(per_sample, expected):
     return np.all(np.abs(per_sample.mean(axis=0) - expected) < 5 * standard_error + 1e-12)
 
 
-def closed_form_kl_gradients(family, loc, log_scale, step=1e-6):
+def closed_form_kl_weightients(family, loc, log_scale, step=1e-6):
     """(d/d loc, d/d log_scale) of closed_form_kl per element, by central differences."""
     return [(closed_form_kl(family, loc + step * (i == 0), log_scale + step * (i == 1))
              - closed_form_kl(family, loc - step * (i == 0), log_scale - step * (i == 1)))
@@ -108,7 +108,7 @@ def test_monte_carlo_kl_and_its_gradient_are_unbiased(family):
     assert within_five_standard_errors(per_sample.numpy(),
                                        closed_form_kl(family, loc.data, log_scale.data))
     # each sample's own gradient is N times its share of the mean's
-    expected_loc, expected_log_scale = closed_form_kl_gradients(family, loc.data, log_scale.data)
+    expected_loc, expected_log_scale = closed_form_kl_weightients(family, loc.data, log_scale.data)
     assert within_five_standard_errors(samples * loc_k.grad, expected_loc)
     assert within_five_standard_errors(samples * log_scale_k.grad, expected_log_scale)
     assert np.allclose(loc.grad, loc_k.grad.sum(axis=0))

@@ -5,14 +5,19 @@ through, a process killed while it rewrites metrics.jsonl or writes a checkpoint
 and a metrics line cut short by a crash is dropped on resume (any other malformed line is named).
 
 Runs here train a tiny model on a generated 4x4-pixel data set: seconds each."""
+import errno
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from minigrad import backend
+from minigrad.backend import DeviceUnavailableError
 from vae import checkpoint, cli, data, run_folder, train
 from vae.run_folder import RunFolderError
 from vae_fixtures import silent, write_dataset
@@ -70,6 +75,31 @@ def test_overwrite_deletes_the_old_run_and_starts_over(data_folder, tmp_path):
     assert not (tmp_path / "manifold.png").exists()
     assert os.listdir(tmp_path / "frames") == []
     assert run_folder.read_config(str(tmp_path)).seed == 5
+
+
+def _no_gpu(monkeypatch):
+    def unavailable():
+        raise DeviceUnavailableError("no GPU on this test's machine")
+    monkeypatch.setattr(backend, "_cupy", unavailable)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(data="no-such-folder"), "no-such-folder"),
+    (dict(train_subset=1000), "train_subset is 1000"),
+    (dict(device="cuda"), "no GPU on this test's machine"),
+    (dict(lr=1e10), "the loss is"),                            # a NaN in the first epoch
+])
+def test_overwrite_that_fails_before_its_first_epoch_keeps_the_old_run(
+        data_folder, tmp_path, monkeypatch, change, message):
+    train_quietly(tiny(tmp_path, data_folder, epochs=2))
+    (tmp_path / "manifold.png").write_bytes(b"an old figure")
+    before = contents(tmp_path)
+    _no_gpu(monkeypatch)
+    with np.errstate(all="ignore"), pytest.raises(Exception, match=message) as err:
+        train_quietly(tiny(tmp_path, data_folder, **change), overwrite=True)
+    assert "old run" in str(err.value) or not isinstance(err.value, train.TrainingError)
+    assert contents(tmp_path) == before and epochs_of(tmp_path) == [1, 2]
+    assert (tmp_path / "manifold.png").read_bytes() == b"an old figure"
 
 
 def test_resume_and_overwrite_exclude_each_other(capsys):
@@ -191,6 +221,18 @@ def test_figures_refuse_a_link_at_their_path(data_folder, tmp_path, capsys):
     assert outside.read_bytes() == b"someone else's picture"
 
 
+def test_plot_refuses_a_planted_png_bomb_in_the_frames(data_folder, tmp_path, capsys):
+    folder = tmp_path / "run"
+    train_quietly(tiny(folder, data_folder))
+    os.makedirs(folder / run_folder.FRAMES)
+    for epoch, size in ((1, (4000, 4000)), (2, (600, 640))):
+        Image.new("1", size).save(folder / run_folder.FRAMES / f"epoch_{epoch:03d}.png")
+    assert cli.main(["plot", str(folder)]) == 1
+    printed = capsys.readouterr().err
+    assert "epoch_001.png declares 4000 x 4000 pixels" in printed
+    assert len(printed.splitlines()) == 1
+
+
 # --- killed mid-write -------------------------------------------------------------------------
 # A child process that the kernel kills (SIGXFSZ) at its first write past `limit` bytes of a
 # file: a real kill in the middle of a write, at a deterministic place.
@@ -242,6 +284,28 @@ def test_a_kill_inside_a_checkpoint_save_leaves_nothing_behind(data_folder, tmp_
     train.run(tiny(tmp_path, data_folder, epochs=2), resume=True, log=log.append)
     assert any(line.startswith("removed ") and ".checkpoint.npz-" in line for line in log)
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    assert epochs_of(tmp_path) == [1, 2]
+
+
+def test_a_failed_config_write_leaves_a_run_the_tools_describe(data_folder, tmp_path,
+                                                               monkeypatch, capsys):
+    train_quietly(tiny(tmp_path, data_folder))
+    saved = contents(tmp_path)
+    real_mkstemp = tempfile.mkstemp
+
+    def disk_full_for_config(**options):
+        if options["prefix"] == f".{run_folder.CONFIG}-":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(**options)
+    monkeypatch.setattr(tempfile, "mkstemp", disk_full_for_config)
+    with pytest.raises(OSError, match="No space left"):
+        train_quietly(tiny(tmp_path, data_folder, epochs=2), resume=True)
+    monkeypatch.undo()
+    assert {name: saved[name] for name in (run_folder.CONFIG, run_folder.CHECKPOINT)} == \
+        {name: contents(tmp_path)[name] for name in (run_folder.CONFIG, run_folder.CHECKPOINT)}
+    assert cli.main(["eval", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("epoch 1: test -ELBO")
+    train_quietly(tiny(tmp_path, data_folder, epochs=2), resume=True)
     assert epochs_of(tmp_path) == [1, 2]
 
 

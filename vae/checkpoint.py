@@ -6,6 +6,11 @@ of Python objects are refused, so a checkpoint from elsewhere can never run code
 a temporary file in the same folder, is flushed and fsync'ed, then renamed over the old
 checkpoint: a crash leaves either the old checkpoint or the new one, never half of one.
 
+The VAE trainer's checkpoint (``FORMAT``) holds the model's parameters as "model/NAME" arrays,
+Adam's state split by ``split_arrays`` into "optimizer/..." arrays and a JSON skeleton, and in
+its metadata the config, the epoch and every random state (``METADATA_KEYS``), each checked for
+type and range by ``checked_metadata`` before the model is built from it.
+
 A read trusts nothing in the file.  The zip archive is read member by member: a member that is
 not expected is refused; each member's ``.npy`` header (shape, dtype) is parsed and checked
 against what the member must fill before any of its data is read; and at most the bytes that
@@ -21,8 +26,11 @@ import zlib
 import numpy as np
 from numpy.lib import format as npy_format
 
+from vae.config import MAX_EPOCHS, config_from_dict
 from vae.run_folder import RunFolderError, open_binary, replace_atomically
 
+FORMAT = "minigrad-vae-checkpoint/1"
+METADATA_KEYS = ("config", "epoch", "optimizer", "stream", "shuffle_rng", "binarize_rng")
 METADATA_KEY = "__metadata__"
 MAX_METADATA_BYTES = 1 << 20
 MAX_MEMBER_BYTES = 1 << 32   # the most one array may declare when ``expected`` is not given
@@ -36,11 +44,16 @@ class CheckpointError(ValueError):
 
 def save(path, arrays, metadata):
     """Write ``arrays`` (name -> ndarray) and ``metadata`` (JSON-able dict) to ``path`` atomically."""
+    return replace_atomically(path, writer(arrays, metadata))
+
+
+def writer(arrays, metadata):
+    """write(file) putting ``arrays`` and ``metadata`` into a file as a checkpoint."""
     if METADATA_KEY in arrays:
         raise ValueError(f"save: {METADATA_KEY!r} is reserved for the metadata")
     payload = dict(arrays)
     payload[METADATA_KEY] = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
-    return replace_atomically(path, lambda f: np.savez(f, **payload))
+    return lambda f: np.savez(f, **payload)
 
 
 def read_metadata(path):
@@ -164,3 +177,66 @@ def _metadata(path, raw):
                               "expected an object")
     return metadata
 
+
+# --- the VAE trainer's record: its metadata's fields, and nested state split into arrays ------
+def checked_metadata(path, metadata):
+    """The Config inside a checkpoint's metadata, after checking every field's type and range;
+    a CheckpointError names what is wrong."""
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {metadata.get('format')!r} is not a minigrad VAE "
+                              "checkpoint")
+    missing = [key for key in METADATA_KEYS if key not in metadata]
+    if missing:
+        raise CheckpointError(f"{path}: the metadata lacks {missing}")
+    epoch = metadata["epoch"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
+        raise CheckpointError(f"{path}: the metadata's epoch is {epoch!r}; expected an "
+                              f"integer in [0, {MAX_EPOCHS}]")
+    for key in ("optimizer", "stream", "shuffle_rng", "binarize_rng"):
+        if not isinstance(metadata[key], dict):
+            raise CheckpointError(f"{path}: the metadata's {key} is "
+                                  f"{type(metadata[key]).__name__}, expected a JSON object")
+    for where, value in _numbers(metadata["optimizer"], "the optimizer's"):
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            raise CheckpointError(f"{path}: {where} is {value}, out of range for a count")
+    try:
+        return config_from_dict(metadata["config"], f"{path}: the checkpoint's config")
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+
+
+def _numbers(value, where):
+    """(where, number) for every number inside a JSON value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{where} {key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{where} {i}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield where, value
+
+
+def split_arrays(value, prefix, arrays):
+    """Copy a nested state into JSON-able form, moving ndarrays into ``arrays`` by path."""
+    if isinstance(value, np.ndarray):
+        arrays[prefix] = value
+        return {"__array__": prefix}
+    if isinstance(value, dict):
+        return {str(k): split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def join_arrays(value, arrays):
+    """Inverse of ``split_arrays``."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return arrays[value["__array__"]]
+        return {k: join_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [join_arrays(v, arrays) for v in value]
+    return value

@@ -143,7 +143,7 @@ def _config_from(args):
         if not os.path.lexists(path):
             raise CheckpointError(f"{path}: no such checkpoint; --resume needs an earlier run "
                                   "in --out that finished an epoch")
-        base = train.checked_metadata(path, checkpoint.read_metadata(path))
+        base = checkpoint.checked_metadata(path, checkpoint.read_metadata(path))
     values = dataclasses.asdict(base)
     for field in values:
         given = getattr(args, field, None)

@@ -11,7 +11,6 @@ import math
 import numpy as np
 
 import minigrad as mg
-from kernels.families import LOG_2PI
 from minigrad.ops import families
 from minigrad.random import Stream
 
@@ -63,11 +62,6 @@ def active_units(posterior_means, threshold=ACTIVE_UNIT_THRESHOLD):
     return int((np.var(posterior_means.astype(np.float64), axis=0) > threshold).sum())
 
 
-def _log_normal(z, mu, logvar):
-    """log N(z; mu, e^logvar) summed over the last axis."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 * np.exp(-logvar)).sum(axis=-1)
-
-
 def log_importance_weights(model, x, eps):
     """log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x) with z_k = loc + scale eps_k.
 
@@ -84,13 +78,9 @@ def log_importance_weights(model, x, eps):
         targets = np.broadcast_to(x, (k, b, x.shape[1])).reshape(k * b, -1)
         bce = mg.binary_cross_entropy_with_logits(logits.astype(np.float64),
                                                   targets.astype(np.float64), reduction="none")
+        log_pz = families.log_prob(z, 0.0, 0.0, "gaussian").numpy().sum(axis=-1)
+        log_qz = families.log_prob(z, loc, log_scale, model.posterior).numpy().sum(axis=-1)
     log_px_z = -bce.numpy().sum(axis=1).reshape(k, b)
-    log_pz = _log_normal(z, 0.0, np.zeros_like(z))
-    if model.posterior == "gaussian":
-        log_qz = _log_normal(z, loc, second)
-    else:
-        with mg.no_grad():
-            log_qz = families.log_prob(z, loc, log_scale, model.posterior).numpy().sum(axis=-1)
     return log_px_z + log_pz - log_qz
 
 

@@ -27,6 +27,10 @@ GAP_SHADE = 0.2      # pixel value of the gaps between tiles: light grey, drawn 
 FRAME_INCHES = (6.0, 6.4)  # fixed figure size (no tight bbox): every GIF frame has one size
 FRAME_DPI = 100
 LABEL_POINTS = 10    # tick and axis labels of the traversal grid: legible at a page's width
+FRAME_PIXELS = round(FRAME_INCHES[0] * FRAME_DPI) * round(FRAME_INCHES[1] * FRAME_DPI)
+# NOTE: a frame read back for the GIF may declare at most 16 times a drawn frame's pixels: a
+# PNG's header states its size, and a 100-byte file may declare gigabytes of pixels
+MAX_FRAME_PIXELS = 16 * FRAME_PIXELS
 
 
 def _side(model, caller):
@@ -314,17 +318,23 @@ def frames_to_gif(frame_paths, path, seconds_per_frame=0.5):
     """An animated GIF of the image files ``frame_paths``, in order, looping forever.
 
     Frames of different sizes are centred on a white canvas of the largest width and height.
+    Each frame's size is read from its header before it is decoded: a frame, or the canvas,
+    of more than MAX_FRAME_PIXELS is refused unread.
     """
     if not frame_paths:
         raise ValueError("frames_to_gif: frame_paths is empty; need at least one frame")
     if seconds_per_frame <= 0:
         raise ValueError(f"frames_to_gif: seconds_per_frame must be > 0, got {seconds_per_frame}")
-    frames = []
+    frames, width, height = [], 0, 0
     for frame_path in frame_paths:
         with run_folder.open_binary(frame_path) as f, Image.open(f) as image:
+            width, height = max(width, image.width), max(height, image.height)
+            if width * height > MAX_FRAME_PIXELS:
+                raise ValueError(f"frames_to_gif: {frame_path} declares {image.width} x "
+                                 f"{image.height} pixels, which makes a frame of {width} x "
+                                 f"{height}, more than the {MAX_FRAME_PIXELS} a frame may have; "
+                                 "not a frame this program drew")
             frames.append(image.convert("RGB"))
-    width = max(frame.width for frame in frames)
-    height = max(frame.height for frame in frames)
     canvases = []
     for frame in frames:
         canvas = Image.new("RGB", (width, height), "white")

@@ -1,6 +1,6 @@
 """The run folder: every file of a run, and how each is read and written.
 
-    config.json     the settings (vae.config), replaced atomically at the start and after each save
+    config.json     the settings (vae.config), written at the start and with every checkpoint
     metrics.jsonl   one JSON object per finished epoch, appended, flushed and fsync'ed
     checkpoint.npz  the state after the last finished epoch (vae.checkpoint), replaced atomically
     frames/         epoch_XXX.png, the decoded manifold after each epoch (--manifold-frames)
@@ -101,22 +101,46 @@ def replace_atomically(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over
     ``path`` and fsync the folder: readers see the old file or the new one, never a mix.  On
     any error (KeyboardInterrupt included) the temporary file is removed."""
-    refuse_link(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    return replace_together([(path, write)])[0]
+
+
+def replace_together(files):
+    """``replace_atomically`` for several (path, write) pairs, all or none: every temporary file
+    is written and fsync'ed first, and only then is each renamed over its path, in order.  A
+    failed write (a full disk, an interrupt) therefore leaves every old file in place; only a
+    kill between two renames can leave some replaced and the others not.  Returns the paths."""
+    for path, _ in files:
+        refuse_link(path)
+    temporaries = []
+    try:
+        for path, write in files:
+            temporaries.append(_write_beside(path, write))
+        for (path, _), temporary in zip(files, temporaries):
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+    for folder in sorted({os.path.dirname(os.path.abspath(path)) for path, _ in files}):
+        _fsync_folder(folder)
+    return [path for path, _ in files]
+
+
+def _write_beside(path, write):
+    """A temporary file beside ``path`` holding what ``write(file)`` wrote, fsync'ed; removed
+    again if the write fails."""
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp",
-                                     dir=folder)
+                                     dir=os.path.dirname(os.path.abspath(path)))
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; these are ordinary files
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-    _fsync_folder(folder)
-    return path
+    except BaseException:
+        os.remove(temporary)
+        raise
+    return temporary
 
 
 def _umask():
@@ -212,8 +236,13 @@ def clear_run(folder):
 # --- config.json ------------------------------------------------------------------------------
 def write_config(folder, config):
     """Replace ``folder``'s config.json with ``config`` (atomically)."""
+    return replace_atomically(os.path.join(folder, CONFIG), config_writer(config))
+
+
+def config_writer(config):
+    """write(file) putting ``config`` into a file as config.json's JSON text."""
     text = json.dumps(dataclasses.asdict(config), indent=2) + "\n"
-    return replace_atomically(os.path.join(folder, CONFIG), lambda f: f.write(text.encode()))
+    return lambda f: f.write(text.encode())
 
 
 def read_config(folder):

@@ -41,14 +41,11 @@ from minigrad.backend import namespace, to_device
 from minigrad.optim import Adam
 from minigrad.random import Stream
 from vae import checkpoint, data, run_folder
-from vae.config import (ARCHITECTURE, MAX_EPOCHS, Config, config_from_dict, differences,
-                        training_changes)
+from vae.config import ARCHITECTURE, Config, differences, training_changes
 from vae.evaluate import convention, evaluate
 from vae.model import VAE
 
 CHECKPOINT = run_folder.CHECKPOINT
-FORMAT = "minigrad-vae-checkpoint/1"
-METADATA_KEYS = ("config", "epoch", "optimizer", "stream", "shuffle_rng", "binarize_rng")
 EVAL_SEED_OFFSET = 7919  # evaluation draws its own stream, never the training one
 # steps between reads of the loss on a GPU: each read waits for the device (1 on the CPU,
 # where reading is free); about 9 reads per epoch at batch 128
@@ -287,9 +284,10 @@ class Trainer:
     def _state(self):
         """(arrays, metadata): a copy of everything a checkpoint holds."""
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        optimizer_state = _split_arrays(self.optimizer.state_dict(), "optimizer", arrays)
+        optimizer_state = checkpoint.split_arrays(self.optimizer.state_dict(), "optimizer",
+                                                  arrays)
         metadata = {
-            "format": FORMAT,
+            "format": checkpoint.FORMAT,
             "config": dataclasses.asdict(self.config),
             "epoch": self.epoch,
             "stream": self.stream.state_dict(),
@@ -302,19 +300,25 @@ class Trainer:
     def _load_state(self, arrays, metadata):
         state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
         self.model.load_state_dict(state)
-        self.optimizer.load_state_dict(_join_arrays(metadata["optimizer"], arrays))
+        self.optimizer.load_state_dict(checkpoint.join_arrays(metadata["optimizer"], arrays))
         self.epoch = metadata["epoch"]
         self.stream.load_state_dict(metadata["stream"])
         self.shuffle_rng.bit_generator.state = metadata["shuffle_rng"]
         self.binarize_rng.bit_generator.state = metadata["binarize_rng"]
 
-    def save(self, path):
-        """Write the checkpoint atomically; refuse (TrainingError) state that is not finite."""
+    def save(self, path, config_path=None):
+        """Write the checkpoint atomically, and with ``config_path`` the config as config.json
+        with it, both or neither (``run_folder.replace_together``): a failed write never leaves
+        a config.json that describes another checkpoint.  Refuse (TrainingError) state that is
+        not finite."""
         bad = self.non_finite_state()
         if bad is not None:
             raise TrainingError(f"epoch {self.epoch}: {bad} holds NaN or Inf values; not saved "
                                 f"over {path}")
-        return checkpoint.save(path, *self._state())
+        files = [(path, checkpoint.writer(*self._state()))]
+        if config_path is not None:
+            files.append((config_path, run_folder.config_writer(self.config)))
+        return run_folder.replace_together(files)[0]
 
     def expected_arrays(self):
         """{array name: (shape, dtype)} of every array a checkpoint of this trainer may hold."""
@@ -332,7 +336,7 @@ class Trainer:
         array is read; then each array's declared shape and dtype must be this model's.
         """
         def expected(metadata):
-            saved = checked_metadata(path, metadata)
+            saved = checkpoint.checked_metadata(path, metadata)
             for name in ARCHITECTURE:
                 if getattr(saved, name) != getattr(self.config, name):
                     raise checkpoint.CheckpointError(
@@ -345,7 +349,7 @@ class Trainer:
         except (KeyError, ValueError, TypeError, OverflowError) as err:
             raise checkpoint.CheckpointError(f"{path}: does not fit this model or its states "
                                              f"are unreadable ({err})") from None
-        return checked_metadata(path, metadata)
+        return checkpoint.checked_metadata(path, metadata)
 
     def resume(self, path, allow_changed_settings=False):
         """``restore``, then compare the TRAINING settings with the checkpoint's: refuse a
@@ -375,44 +379,6 @@ def _anomaly_text(err):
             f"created at {err.origin or 'an unknown line'}{source}")
 
 
-def checked_metadata(path, metadata):
-    """The Config inside a checkpoint's metadata, after checking every field's type and range;
-    a CheckpointError names what is wrong."""
-    fail = checkpoint.CheckpointError
-    if metadata.get("format") != FORMAT:
-        raise fail(f"{path}: format {metadata.get('format')!r} is not a minigrad VAE checkpoint")
-    missing = [key for key in METADATA_KEYS if key not in metadata]
-    if missing:
-        raise fail(f"{path}: the metadata lacks {missing}")
-    epoch = metadata["epoch"]
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
-        raise fail(f"{path}: the metadata's epoch is {epoch!r}; expected an integer in "
-                   f"[0, {MAX_EPOCHS}]")
-    for key in ("optimizer", "stream", "shuffle_rng", "binarize_rng"):
-        if not isinstance(metadata[key], dict):
-            raise fail(f"{path}: the metadata's {key} is {type(metadata[key]).__name__}, "
-                       "expected a JSON object")
-    for where, value in _numbers(metadata["optimizer"], "the optimizer's"):
-        if isinstance(value, int) and not -2**63 <= value < 2**63:
-            raise fail(f"{path}: {where} is {value}, out of range for a count")
-    try:
-        return config_from_dict(metadata["config"], f"{path}: the checkpoint's config")
-    except ValueError as err:
-        raise fail(str(err)) from None
-
-
-def _numbers(value, where):
-    """(where, number) for every number inside a JSON value."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _numbers(item, f"{where} {key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _numbers(item, f"{where} {i}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield where, value
-
-
 class _DeviceUniforms:
     """``random(shape, dtype)`` uniforms in [0, 1) drawn on the GPU by a seeded CuPy RandomState:
     the one method of a Generator that ``data.dynamic_binarize`` calls."""
@@ -423,31 +389,6 @@ class _DeviceUniforms:
 
     def random(self, shape, dtype):
         return self._state.random_sample(shape, dtype=dtype)
-
-
-def _split_arrays(value, prefix, arrays):
-    """Copy a nested state into JSON-able form, moving ndarrays into ``arrays`` by path."""
-    if isinstance(value, np.ndarray):
-        arrays[prefix] = value
-        return {"__array__": prefix}
-    if isinstance(value, dict):
-        return {str(k): _split_arrays(v, f"{prefix}/{k}", arrays) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_split_arrays(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _join_arrays(value, arrays):
-    """Inverse of ``_split_arrays``."""
-    if isinstance(value, dict):
-        if set(value) == {"__array__"}:
-            return arrays[value["__array__"]]
-        return {k: _join_arrays(v, arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_join_arrays(v, arrays) for v in value]
-    return value
 
 
 def _subsets(config, dataset):
@@ -462,9 +403,11 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
     """Train (or resume) the run in ``config.out``; return the Trainer after the last epoch.
 
     A folder that already holds a run is refused unless ``resume`` (continue it from its
-    checkpoint) or ``overwrite`` (delete it and start over).  On resume, TRAINING settings that
-    differ from the checkpoint's are refused unless ``allow_changed_settings``; an accepted
-    change is recorded in the next metrics line as "settings_changed".
+    checkpoint) or ``overwrite`` (replace it by a new run).  An overwritten run is removed only
+    when the new run's first epoch is ready to be saved: bad data, subsets or device, a NaN or
+    an interrupt before then leave it whole.  On resume, TRAINING settings that differ from the
+    checkpoint's are refused unless ``allow_changed_settings``; an accepted change is recorded
+    in the next metrics line as "settings_changed".
     """
     config.validate()
     folder = config.out
@@ -479,12 +422,11 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
                 f"{checkpoint_path}: no such checkpoint; --resume needs an earlier run in "
                 f"{folder} that finished an epoch")
         present = run_folder.existing_run_files(folder)
-        if present and not resume:
-            if not overwrite:
-                raise run_folder.RunFolderError(
-                    f"{folder}: already holds a run ({', '.join(present)}); pass --resume to "
-                    "continue it, or --overwrite to delete it and start over")
-            log(f"--overwrite: removed {', '.join(run_folder.clear_run(folder))} from {folder}")
+        if present and not resume and not overwrite:
+            raise run_folder.RunFolderError(
+                f"{folder}: already holds a run ({', '.join(present)}); pass --resume to "
+                "continue it, or --overwrite to delete it and start over")
+        replacing = bool(present) and not resume
         dataset = data.load(config.data) if dataset is None else dataset
         trainer = Trainer(config, dataset)
         changes = {}
@@ -496,14 +438,15 @@ def run(config, resume=False, dataset=None, log=print, overwrite=False,
                 log("changed on resume: " + ", ".join(
                     f"{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
                     + "; from here the run is not bit-identical to a straight one")
-        else:
+        elif not replacing:
             run_folder.write_config(folder, config)
-        _train_epochs(trainer, dataset, changes, log)
+        _train_epochs(trainer, dataset, changes, log, replacing)
     return trainer
 
 
-def _train_epochs(trainer, dataset, changes, log):
-    """The epochs of ``run``: train, evaluate, check, record, save; until config.epochs."""
+def _train_epochs(trainer, dataset, changes, log, replacing=False):
+    """The epochs of ``run``: train, evaluate, check, record, save; until config.epochs.
+    ``replacing``: the folder holds an old run that the first save removes (--overwrite)."""
     config, folder = trainer.config, trainer.config.out
     checkpoint_path = os.path.join(folder, CHECKPOINT)
     log(f"training on {len(trainer.train_images)} images from {dataset.source}, "
@@ -526,8 +469,12 @@ def _train_epochs(trainer, dataset, changes, log):
                 raise TrainingError(f"epoch {trainer.epoch}: the test -ELBO is "
                                     f"{test['neg_elbo']}; {trainer.explain_evaluation()}")
         except TrainingError as err:
-            kept = ("nothing was saved (no epoch had finished)" if saved_epoch is None else
-                    f"{checkpoint_path} keeps epoch {saved_epoch}")
+            if replacing:
+                kept = f"the old run in {folder} is left as it was"
+            elif saved_epoch is None:
+                kept = "nothing was saved (no epoch had finished)"
+            else:
+                kept = f"{checkpoint_path} keeps epoch {saved_epoch}"
             raise TrainingError(f"{err}; stopped, {kept}") from None
         record = {"epoch": trainer.epoch, "train_loss": train_loss, "test_neg_elbo": test["neg_elbo"],
                   "test_reconstruction": test["reconstruction"], "test_kl": test["kl"],
@@ -538,11 +485,14 @@ def _train_epochs(trainer, dataset, changes, log):
         if changes:  # the first epoch after an accepted change of settings says so
             record["settings_changed"] = {name: list(pair) for name, pair in changes.items()}
             changes = {}
+        if replacing:  # the new run has its first epoch: now the old one goes
+            log(f"--overwrite: removed {', '.join(run_folder.clear_run(folder))} from {folder}")
+            replacing = False
         run_folder.append_metrics(folder, record)
         # NOTE: the checkpoint comes after the metrics: a crash between leaves metrics ahead of
-        # the checkpoint, which resume trims; the other order would lose this epoch's metrics
-        trainer.save(checkpoint_path)
-        run_folder.write_config(folder, config)  # config.json always describes the checkpoint
+        # the checkpoint, which resume trims; the other order would lose this epoch's metrics.
+        # config.json is written with the checkpoint, both or neither: it always describes it
+        trainer.save(checkpoint_path, os.path.join(folder, run_folder.CONFIG))
         saved_epoch = trainer.epoch
         if draw_frame is not None:
             draw_frame(trainer.model, trainer.epoch)
@@ -573,7 +523,7 @@ def load_run(folder):
     """
     written = run_folder.read_config(folder)
     path = os.path.join(folder, CHECKPOINT)
-    saved = checked_metadata(path, checkpoint.read_metadata(path))
+    saved = checkpoint.checked_metadata(path, checkpoint.read_metadata(path))
     # the folder may have moved (out) and quiet changes nothing; every other field must agree
     names = [field.name for field in dataclasses.fields(Config)
              if field.name not in ("out", "quiet")]
@@ -583,7 +533,8 @@ def load_run(folder):
                            for name, (a, b) in differ.items())
         raise checkpoint.CheckpointError(
             f"{os.path.join(folder, run_folder.CONFIG)}: disagrees with {path} ({listed}); the "
-            "checkpoint holds what was trained: undo the edit to config.json")
+            "checkpoint holds what was trained: undo the edit to config.json (if no one edited "
+            "it, a trainer was killed between renaming the two into place)")
     # eval, sample and plot run on the CPU, whatever device trained the run
     config = dataclasses.replace(saved, out=folder, device="cpu", kernel_backend=None)
     trainer = Trainer(config, data.load(config.data))

@@ -11,7 +11,8 @@
 Prints one row per case (worst errors over its inputs), then each failure in full.
 Exit status: 0 when every case passes, 1 when one fails, 2 for a bad command line.
 ``--sweep`` instead measures the op's first case over steps 1e-1 .. 1e-12 (see
-``minigrad.gradcheck.sweep``), prints the errors, writes the plot and exits 0.
+``minigrad.gradcheck.sweep``), prints the errors, writes the plot (creating its folder) and exits
+0, or 1 with a one-line error when the plot cannot be written.
 """
 import argparse
 import sys
@@ -22,7 +23,8 @@ import numpy as np
 from minigrad.gradcheck import sweep
 from minigrad.gradcheck.cases import CASES
 from minigrad.gradcheck.core import TOLERANCES, GradcheckWarning
-from minigrad.gradcheck.report import CRITERION, format_table
+from minigrad.gradcheck.report import CRITERION
+from minigrad.text_table import format_table
 
 
 def main(argv=None):
@@ -59,7 +61,12 @@ def main(argv=None):
     if args.sweep:
         if len(args.op or []) != 1:
             parser.error("--sweep needs exactly one --op")
-        return _sweep(cases[0], args.out)
+        try:
+            return _sweep(cases[0], args.out)
+        except (OSError, ValueError) as error:  # matplotlib: ValueError for an unknown format
+            print(f"error: --out {args.out}: the plot cannot be written ({error})",
+                  file=sys.stderr)
+            return 1
 
     dtype = np.dtype(args.dtype)
     tolerance = TOLERANCES[dtype]

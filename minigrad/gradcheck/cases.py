@@ -18,8 +18,8 @@ import numpy as np
 import minigrad as mg
 from minigrad.gradcheck.core import gradcheck
 from minigrad.gradcheck.second_order import gradgradcheck
-from minigrad.gradcheck.report import format_shape
 from minigrad.tensor import Tensor
+from minigrad.text_table import format_shape
 
 CASES = []
 NODES = (*mg.ops.__all__, "reparameterize_family")  # every differentiable node minigrad has
@@ -49,6 +49,10 @@ class Case:
         too) in ``dtype``; options go to the check."""
         inputs = [Tensor(t.data.astype(dtype), requires_grad=t.requires_grad, name=t.name)
                   for t in self.inputs]
+        return self.check_inputs(inputs, order, **options)
+
+    def check_inputs(self, inputs, order=1, **options):
+        """The check of fn on ``inputs``: the case's own, cast or moved to a device."""
         check = {1: gradcheck, 2: gradgradcheck}[order]
         return check(self.fn, inputs, **options)
 

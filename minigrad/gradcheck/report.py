@@ -5,22 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minigrad.text_table import format_shape, format_table
+
 
 CRITERION = ("central differences in float64; a value is ok when "
              "|analytic - numeric| <= atol + rtol * |numeric|")
-
-
-def format_shape(shape):
-    """(2, 3) -> "(2,3)", (3,) -> "(3,)", () -> "()": compact enough for table columns."""
-    return "(" + ",".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def format_table(header, rows):
-    """Columns padded to their widest cell, two spaces apart."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
-             for row in [header, *rows]]
-    return "\n".join(lines)
 
 
 @dataclass
@@ -35,11 +24,14 @@ class InputResult:
     name: str                   # the Tensor's name, else "arg{index}"
     shape: tuple
     dtype: np.dtype             # the input's own dtype, in which the analytic gradient was computed
+    eps: float                  # the step, and the tolerances this input was checked with
+    atol: float
+    rtol: float
     max_abs_err: float
     max_rel_err: float
     worst_index: tuple | None   # element of the input; None when only directions were compared
     direction: int | None       # which random direction (from 1) was worst, when only those were
-    output: str                 # what was compared there: "y", "v·y" or "y[1, 0]"
+    output: str                 # what was compared there: "v·y" or "y[1, 0]"
     analytic: float
     numeric: float
     abs_err: float              # |analytic - numeric| at the worst element
@@ -64,9 +56,6 @@ class GradcheckReport:
     output_shape: tuple
     output_dtype: np.dtype
     projection: str             # how the output was reduced to numbers, in words
-    eps: float
-    atol: float
-    rtol: float
     check: str = "gradcheck"    # which check made it, and what y is: gradgradcheck relabels both
     function: str = "fn(...)"
     derivative: str = "gradient"
@@ -90,6 +79,16 @@ class GradcheckReport:
     def max_rel_err(self):
         return max((r.max_rel_err for r in self.inputs), default=0.0)
 
+    @property
+    def settings(self):
+        """The step and tolerances in words: one set when every input shares it, else one per
+        input dtype (each input is checked with its own dtype's)."""
+        texts = {str(r.dtype): f"eps {r.eps:g}, atol {r.atol:g}, rtol {r.rtol:g}"
+                 for r in self.inputs}
+        if len(set(texts.values())) <= 1:
+            return next(iter(texts.values()), "no input")
+        return "; ".join(f"{dtype} inputs {text}" for dtype, text in texts.items())
+
     def failure_message(self):
         """One paragraph per failing input (empty when all pass)."""
         return "\n".join(self._failure(result) for result in self.failures)
@@ -103,15 +102,14 @@ class GradcheckReport:
             f"  output:    {r.output}, where y = {self.function} has shape {self.output_shape}; "
             f"{self.projection}\n"
             f"  analytic:  {r.analytic:.6e}  (the engine's backward, in {r.dtype})\n"
-            f"  numeric:   {r.numeric:.6e}  (central difference in float64, eps {self.eps:g})\n"
+            f"  numeric:   {r.numeric:.6e}  (central difference in float64, eps {r.eps:g})\n"
             f"  abs err {r.abs_err:.3e}, rel err {r.rel_err:.3e}; "
-            f"tolerance {r.tolerance:.3e} = atol {self.atol:g} + rtol {self.rtol:g} * |numeric|"
+            f"tolerance {r.tolerance:.3e} = atol {r.atol:g} + rtol {r.rtol:g} * |numeric|"
             f"\n  checked:   {r.method}")
 
     def __str__(self):
         verdict = "passed" if self.ok else f"FAILED for {len(self.failures)} input(s)"
-        header = (f"{self.check} {verdict}: eps {self.eps:g}, atol {self.atol:g}, "
-                  f"rtol {self.rtol:g}\n"
+        header = (f"{self.check} {verdict}: {self.settings}\n"
                   f"y = {self.function} of shape {self.output_shape} ({self.output_dtype}), "
                   f"{self.projection}\n"
                   f"{CRITERION}")

@@ -18,6 +18,8 @@ float64 at gradcheck's step: a wrong VJP shows as a pattern (a row, a diagonal, 
 
     python -m minigrad.gradcheck --sweep --op tanh --out sweep.png
 """
+import os
+
 import numpy as np
 
 from minigrad.backend import is_float_dtype
@@ -112,9 +114,7 @@ def plot_sweep(results, path, title="central difference error against step size"
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
+    return _save(figure, path)
 
 
 def error_map(fn, inputs, input_index, path, eps=None, seed=0):
@@ -144,9 +144,7 @@ def error_map(fn, inputs, input_index, path, eps=None, seed=0):
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("column" if errors.ndim == 2 else "last axis")
     ax.set_ylabel({0: "", 1: "", 2: "row"}.get(errors.ndim, "leading axes, flattened"))
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
+    return _save(figure, path)
 
 
 def _sides(eps, best):
@@ -164,6 +162,14 @@ def _figure(size):
     figure = Figure(figsize=size)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
+
+
+def _save(figure, path):
+    """Save ``figure`` to ``path`` (its folder created if missing); returns path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
 
 
 def _parsed(caller, inputs):

@@ -11,7 +11,7 @@ forward is a fused kernel pass and whose backward is written out by hand, so eve
 and the first-order pass costs one kernel call.
 """
 import kernels
-from kernels.contract import check_kl_grad, check_reparam_inputs
+from kernels.contract import check_kl_weight, check_reparam_inputs
 from minigrad.function import Function
 from minigrad.ops.unary import exp, expm1
 from minigrad.random import Stream
@@ -147,8 +147,9 @@ class KLGradients(Function):
 
     @staticmethod
     def forward(ctx, g, w, mu, logvar, *, seed, offset, backend, noise):
-        kl_grad = check_kl_grad("reparameterize_kl", "the gradient of kl", w[()], mu)
-        grads = kernels.run_backward_kl(g, mu, logvar, seed, offset, kl_grad, backend=backend,
+        # the KL's gradient is its weight in the loss, the kernels' kl_weight
+        kl_weight = check_kl_weight("reparameterize_kl", "the gradient of kl", w[()], mu)
+        grads = kernels.run_backward_kl(g, mu, logvar, seed, offset, kl_weight, backend=backend,
                                         noise=noise, name="reparameterize_kl")
         ctx.seed, ctx.offset, ctx.backend = seed, offset, backend
         ctx.save_for_backward(g, w, mu, logvar, noise)

@@ -11,7 +11,7 @@ array.
 import numba
 import numpy as np
 
-from kernels import numba_jit  # noqa: F401  (the cache's stamp: kernels.numba_jit)
+from kernels.numba import patches  # noqa: F401  (the cache's stamp, installed first)
 
 
 # NOTE: serial on purpose.  A parallel loop's worker threads keep spinning after it returns and

@@ -1,14 +1,14 @@
 """The reparameterisation arithmetic written once, as @numba.jit functions: the CPU prange loop
-(kernels.numba_cpu) and the CUDA kernels (kernels.numba_cuda_kernels) both call these.
+(kernels.numba.cpu) and the CUDA kernels (kernels.numba.gpu_kernels) both call these.
 
 Layers, bottom up:
     philox4x32_10          the ten Philox rounds on words held in uint64, masked to 32 bits
-    box_muller_f32/_f64    two words -> two normals, by kernels.numba_libm's log, sin/cos, sqrt
+    box_muller_f32/_f64    two words -> two normals, by kernels.numba.libm's log, sin/cos, sqrt
     normals4               one Philox block -> its 4 normals (the stream of kernels.philox)
     *_element              one element's formulas, in kernels.reference's order
     block_lanes            which lanes of Philox block j hold elements of this draw
     forward_block          one block of forward, and of forward_kl (its KL terms' sum returned)
-    backward_block         one block of backward, and of backward_kl (given mu and kl_grad)
+    backward_block         one block of backward, and of backward_kl (given mu and kl_weight)
 
 Element i of a draw at stream offset o is lane (o + i) % 4 of Philox block (o + i) // 4, so the
 draw covers blocks j = 0 .. J-1 counted from first_block = o // 4; with s = o % 4, block j holds
@@ -17,9 +17,9 @@ ragged). A *_block function takes `base`, the element index of its first lane `l
 lo <= lane < hi; full blocks pass lo = 0, hi = 4, which the compiler folds away.
 
 float64 follows kernels.philox.box_muller (the same rounded angle fl(2 pi u)) and float32 never
-touches float64 (kernels.numba_libm says how, and which rules keep the loop vectorised).
+touches float64 (kernels.numba.libm says how, and which rules keep the loop vectorised).
 
-Rules these functions keep, beside numba_libm's:
+Rules these functions keep, beside kernels.numba.libm's:
 - Every index is uint64: a signed index makes Numba emit a wrap check and the loop stays scalar.
 - They take and return scalars, except the *_lane and *_block functions, which also take
   arrays: the CUDA simulator runs those as Python (see numba_cuda) and the scalar ones compiled.
@@ -29,8 +29,8 @@ Rules these functions keep, beside numba_libm's:
 import numpy as np
 
 from kernels.contract import stream_position
-from kernels.numba_jit import jit, jit_ieee
-from kernels.numba_libm import (F32_HALF, MASK32, two_product_f64, exp_f32, exp_f64, expm1_f32,
+from kernels.numba.jit import jit, jit_ieee
+from kernels.numba.libm import (F32_HALF, MASK32, two_product_f64, exp_f32, exp_f64, expm1_f32,
                                 expm1_f64, fma_f64, minus_two_log_uniform_f32,
                                 minus_two_log_uniform_f64, sincos_turn_f32, sincos_turn_f64,
                                 sqrt_f32, sqrt_f64)
@@ -220,7 +220,7 @@ def backward_lane(grad_z, mu, logvar, weight, grad_mu, grad_logvar, noise, base,
 def backward_block(grad_z, mu, logvar, weight, grad_mu, grad_logvar, noise, key0, key1, block,
                    base, lo, hi):
     """grad_mu = grad_z and grad_logvar = grad_z exp(logvar / 2) eps / 2 for lanes lo..hi-1, plus
-    weight (kl_grad) times the KL's gradient unless weight is None (then mu is unused, may be
+    weight (kl_weight) times the KL's gradient unless weight is None (then mu is unused, may be
     None).  eps is read from noise, or regenerated when noise is None.  Reads grad_z, logvar
     (mu, noise) and writes both gradients: 4 itemsizes per element (5 or 6 with mu, noise)."""
     if noise is None:

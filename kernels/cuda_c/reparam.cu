@@ -1,11 +1,11 @@
-// The reparameterisation kernels (see kernels/contract.py), for kernels/cupy_raw.py.
+// The reparameterisation kernels (see kernels/contract.py), for kernels/cuda_c/cupy_reparam.py.
 //
 // Each kernel is a grid-stride loop over Philox blocks (reparam_math.cuh): one Philox call per step
 // gives the normals of 4 consecutive elements, and eps never touches memory unless a _save_noise
 // kernel is asked to store it. All the arithmetic is in reparam_math.cuh, which CI also compiles
 // for the host and checks against kernels/reference.py; what is left here is the launch.
 //
-// Launch: a 1-D grid of 1-D blocks of MG_THREADS threads (kernels/cupy_raw.py, launch_config).
+// Launch: a 1-D grid of 1-D blocks of MG_THREADS threads (cupy_reparam.py, launch_config).
 // Arguments: n elements; the stream position as first_block = offset / 4 (64-bit) and
 // start_lane = offset % 4; the key (seed mod 2^32, seed / 2^32).
 // Every kernel exists for float (_f32) and double (_f64) as extern "C" names, so NVRTC, nvcc and
@@ -24,7 +24,7 @@
 // per counter row.)
 #include "reparam_math.cuh"
 
-#define MG_THREADS 256  // the block size cupy_raw launches; the KL reduction's shared array size
+#define MG_THREADS 256  // the block cupy_reparam.py launches; the KL reduction's shared array size
 // NOTE: asking for 5 resident blocks per SM caps ptxas at 48 registers a thread (65536 / (5 * 256),
 // rounded down to its allocation unit of 8): 1280 of the 2048 threads an sm_80 / sm_90 SM holds,
 // 62.5% occupancy, with each thread keeping the loads of 4 elements in flight. Without a minimum,
@@ -95,15 +95,15 @@ extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_from_noise_##SUFFIX
 }                                                                                                  \
 extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_kl_##SUFFIX(                          \
         const T* __restrict__ grad_z, const T* __restrict__ mu, const T* __restrict__ logvar,      \
-        T* __restrict__ grad_mu, T* __restrict__ grad_logvar, T kl_grad, MG_STREAM_ARGS) {         \
+        T* __restrict__ grad_mu, T* __restrict__ grad_logvar, T kl_weight, MG_STREAM_ARGS) {       \
     mg_backward_thread<T, true, false>(grad_z, mu, logvar, nullptr, grad_mu, grad_logvar,          \
-                                       kl_grad, MG_STREAM, MG_GRID_LOOP);                          \
+                                       kl_weight, MG_STREAM, MG_GRID_LOOP);                        \
 }                                                                                                  \
 extern "C" __global__ void MG_LAUNCH_BOUNDS reparam_backward_kl_from_noise_##SUFFIX(               \
         const T* __restrict__ grad_z, const T* __restrict__ mu, const T* __restrict__ logvar,      \
         const T* __restrict__ noise, T* __restrict__ grad_mu, T* __restrict__ grad_logvar,         \
-        T kl_grad, long long n) {                                                                  \
-    mg_backward_thread<T, true, true>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_grad,    \
+        T kl_weight, long long n) {                                                                \
+    mg_backward_thread<T, true, true>(grad_z, mu, logvar, noise, grad_mu, grad_logvar, kl_weight,  \
                                       MG_NOISE_STREAM, MG_GRID_LOOP);                              \
 }
 

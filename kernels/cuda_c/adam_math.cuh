@@ -1,8 +1,8 @@
-// Adam's update of one element, the arithmetic of kernels/adam_cpu.py in its order, as a
-// __host__ __device__ function: kernels/adam.cu runs it on the GPU, tests/cuda_c_host.cpp on the
-// CPU, where the suite holds it to kernels.adam_cpu bit for bit.
+// Adam's update of one element, the arithmetic of kernels/numba/adam.py in its order, as a
+// __host__ __device__ function: adam.cu runs it on the GPU, tests/cuda_c_host.cpp on the
+// CPU, where the suite holds it to kernels.numba.adam bit for bit.
 //
-// Bit for bit on the GPU too: kernels/cuda_c.py compiles with --fmad=false (no a * b + c fused),
+// Bit for bit on the GPU too: nvrtc.py compiles with --fmad=false (no a * b + c fused),
 // --ftz=false (subnormals kept, as on the CPU) and IEEE division and square root, so every
 // operation below rounds once, as the Numba loop's do; the host build has -ffp-contract=off.
 #ifndef MINIGRAD_ADAM_MATH_CUH

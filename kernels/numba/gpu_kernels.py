@@ -1,10 +1,10 @@
 """The numba_cuda backend's @cuda.jit kernels, every specialisation it launches, and how they are
-compiled: importable wherever numba-cuda is installed, GPU or not (kernels.numba_cuda launches
+compiled: importable wherever numba-cuda is installed, GPU or not (kernels.numba.gpu launches
 them; benchmarks/compile_report.py compiles them without a GPU).
 
 Each kernel is a grid-stride loop in which a thread turns one Philox block into 4 normals and those
 into 4 outputs per step; eps never touches memory unless save_noise asks for it. The arithmetic
-is kernels.numba_shared's, the functions the CPU backend runs:
+is kernels.numba.shared's, the functions the CPU backend runs:
     bytes per element (itemsize b): forward 3b, backward 4b, +b with saved noise, +b for mu in
     backward_kl; the KL adds one float64 per thread block, summed on the device by a second
     one-block kernel (no atomics: the same inputs give the same bits).
@@ -12,21 +12,14 @@ is kernels.numba_shared's, the functions the CPU backend runs:
 Contraction: NVVM fuses a * b + c into one FMA unless told -fma=0 (66 FMAs in the float32 forward
 kernel, none in the source), so a GPU would round differently from numba_cpu. Every launch and
 every compile of these kernels runs inside no_contraction(), so numba_cuda rounds where numba_cpu
-does and the only FMAs are numba_libm.fma_f64's. numba-cuda 0.30 has no option for it
-(NVIDIA/numba-cuda#118): no_contraction() adds -fma=0 to the NVVM options of the compiles made in
-its scope (numba.cuda.cudadrv.nvvm.compile_ir, wrapped once). compiling_for(cc) lets numba-cuda
-compile kernels that call other dispatchers without a driver: it answers the current device's
-compute capability, which numba-cuda 0.30 asks the driver for even when cc is given. Both hooks
-are checked when this module is imported (HOOKS_CHECKED: the numba-cuda versions they were read
-in), and tests/test_gpu_compile.py proves their effect on the real compilers.
+does and the only FMAs are kernels.numba.libm.fma_f64's; compiling_for(cc) compiles them without a
+driver. Both are hooks into numba-cuda's internals, installed (and checked) when this module is
+imported: kernels.numba.patches, with every other patch of Numba.
 
 Under NUMBA_ENABLE_CUDASIM=1 nothing is compiled: the simulator runs kernels as Python threads on
-fake arrays, so numba_shared's functions that take arrays run as Python there, while the scalar
-ones (Philox, the normals, exp) run compiled for the CPU.
+fake arrays, so kernels.numba.shared's functions that take arrays run as Python there, while the
+scalar ones (Philox, the normals, exp) run compiled for the CPU.
 """
-import contextlib
-import contextvars
-import inspect
 import types
 
 import numpy as np
@@ -35,25 +28,25 @@ from numba import types as nb
 from numba.core import config
 from numba.np.numpy_support import from_dtype
 
-from kernels import numba_shared
-from kernels.numba_shared import block_lanes, philox4x32_10
+from kernels.numba import shared as numba_shared
+from kernels.numba.patches import compiling_for, install_contraction_hook, no_contraction
+from kernels.numba.shared import block_lanes, philox4x32_10
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 # NOTE: a power of two (the KL tree reduction), a multiple of the 32-thread warp; 8 warps a block
 # keep the occupancy granularity fine (kernels.occupancy): the grid, not the block, is sized from
 # what the compiled kernel lets an SM hold. The KL's shared array is THREADS float64 (2 KiB).
 THREADS = 256
-HOOKS_CHECKED = ("0.30.4",)
 
 
 # ---------------------------------------------------------------------------------------------
 # the kernels
 def _device_functions(names):
-    """numba_shared's functions `names`, compiled as device functions from their Python source.
+    """kernels.numba.shared's functions `names`, compiled as device functions from their source.
 
     The functions that take arrays are device functions here (the simulator runs them as Python
-    over its fake arrays); each one's globals are numba_shared's with these substituted, so when
-    forward_block calls forward_lane it calls the device function. The scalar functions stay
+    over its fake arrays); each one's globals are kernels.numba.shared's with these substituted,
+    so when forward_block calls forward_lane it calls the device function. The scalar functions stay
     @numba.jit: numba-cuda compiles them for the device, and the simulator calls them compiled.
     """
     namespace = dict(vars(numba_shared))
@@ -176,67 +169,9 @@ SPECIALISATIONS = _specialisations()
 
 
 # ---------------------------------------------------------------------------------------------
-# compiling: contraction off, and a compute capability without a driver
-_NO_CONTRACTION = contextvars.ContextVar("minigrad_no_contraction", default=False)
-
-
-def _hook_problems():
-    """What no_contraction() and compiling_for() rely on in numba-cuda, where it is missing."""
-    from numba.cuda import codegen, dispatcher
-    from numba.cuda.cudadrv import nvvm
-    problems = []
-    if not callable(getattr(nvvm, "compile_ir", None)) or \
-            "nvvm.compile_ir(" not in inspect.getsource(codegen.CUDACodeLibrary.get_asm_strs):
-        problems.append("CUDACodeLibrary.get_asm_strs no longer calls nvvm.compile_ir")
-    if "get_current_device()" not in inspect.getsource(dispatcher.CUDADispatcher.compile_device):
-        problems.append("CUDADispatcher.compile_device no longer asks get_current_device()")
-    return problems
-
-
-def _install_contraction_hook():
-    """Wrap numba-cuda's NVVM entry point once: inside no_contraction(), -fma=0."""
-    from numba.cuda.cudadrv import nvvm
-    problems = _hook_problems()
-    if problems:
-        raise ImportError("kernels.numba_cuda_kernels: numba-cuda changed (" + "; ".join(problems)
-                          + f"); its hooks were read in numba-cuda {', '.join(HOOKS_CHECKED)}")
-    compile_ir = nvvm.compile_ir
-    if getattr(compile_ir, "minigrad_hook", False):
-        return
-
-    def compile_ir_with_contraction_choice(llvmir, **options):
-        if _NO_CONTRACTION.get():
-            options.setdefault("fma", False)
-        return compile_ir(llvmir, **options)
-    compile_ir_with_contraction_choice.minigrad_hook = True
-    nvvm.compile_ir = compile_ir_with_contraction_choice
-
-
+# compiling: contraction off (kernels.numba.patches), for a compute capability without a driver
 if not SIMULATED:
-    _install_contraction_hook()
-
-
-@contextlib.contextmanager
-def no_contraction():
-    """NVVM compiles made in this scope get -fma=0: no a * b + c fused unless written as fma."""
-    token = _NO_CONTRACTION.set(True)
-    try:
-        yield
-    finally:
-        _NO_CONTRACTION.reset(token)
-
-
-@contextlib.contextmanager
-def compiling_for(cc):
-    """numba-cuda's compiles in this scope take `cc` as the current device's compute capability
-    instead of asking a driver (for compiling device functions where there is none)."""
-    from numba.cuda import dispatcher
-    ask_driver = dispatcher.get_current_device
-    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=tuple(cc))
-    try:
-        yield
-    finally:
-        dispatcher.get_current_device = ask_driver
+    install_contraction_hook()
 
 
 def compile_ptx(kernel, argtypes, cc):

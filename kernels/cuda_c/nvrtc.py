@@ -1,5 +1,6 @@
 """The CUDA C modules and how they are built: NVRTC with the options below, for one GPU
-architecture, to a cubin that kernels.cupy_raw and kernels.adam_cupy load (cupy.RawModule(path=)).
+architecture, to a cubin that kernels.cuda_c.cupy_reparam and kernels.cuda_c.cupy_adam load
+(cupy.RawModule(path=)).
 
     MODULES        reparam (reparam.cu + reparam_math.cuh), adam (adam.cu + adam_math.cuh)
     source(name)   the module's text with its headers inlined (what NVRTC compiles)
@@ -27,7 +28,7 @@ from pathlib import Path
 KERNELS = Path(__file__).resolve().parent
 MODULES = {"reparam": "reparam.cu", "adam": "adam.cu"}
 # NOTE: the block size of every launch of these modules: MG_THREADS in reparam.cu (the KL
-# reduction's shared array), a multiple of the warp; kernels.cupy_raw explains the choice.
+# reduction's shared array), a multiple of the warp; cupy_reparam.py explains the choice.
 THREADS = 256
 _PASSES = ("forward", "forward_save_noise", "forward_kl", "forward_kl_save_noise", "backward",
            "backward_from_noise", "backward_kl", "backward_kl_from_noise")

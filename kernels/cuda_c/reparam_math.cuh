@@ -1,8 +1,8 @@
-// The reparameterisation arithmetic of kernels/reparam.cu, as __host__ __device__ functions.
+// The reparameterisation arithmetic of kernels/cuda_c/reparam.cu, as __host__ __device__ functions.
 //
 // Everything but the launch lives here: Philox4x32-10, uint32 -> uniform, Box-Muller, the
 // per-Philox-block forward / backward / KL arithmetic and the grid-stride loop over blocks.
-// reparam.cu compiles it for the GPU (nvcc, or NVRTC through kernels/cupy_raw.py);
+// reparam.cu compiles it for the GPU (nvcc, or NVRTC through kernels/cuda_c/cupy_reparam.py);
 // tests/cuda_c_host.cpp compiles the same text for the CPU with g++ (or nvcc -x cu), so CI
 // holds it to kernels/reference.py without a GPU.
 //
@@ -347,10 +347,10 @@ MG_HD double mg_forward_kl_thread(const T* mu, const T* logvar, T* z, T* eps_out
 
 // backward (kKL false) and backward_kl (kKL true); eps regenerated, or read from noise (kNoise).
 //   grad_mu     = grad_z                      [+ w mu]
-//   grad_logvar = grad_z sigma eps / 2        [+ w expm1(logvar) / 2]     w = kl_grad
+//   grad_logvar = grad_z sigma eps / 2        [+ w expm1(logvar) / 2]     w = kl_weight
 template <typename T, bool kKL, bool kNoise>
 MG_HD void mg_backward_thread(const T* grad_z, const T* mu, const T* logvar, const T* noise,
-                              T* grad_mu, T* grad_logvar, T kl_grad, mg_stream st,
+                              T* grad_mu, T* grad_logvar, T kl_weight, mg_stream st,
                               long long first, long long stride) {
     // with saved noise there is no stream: plain steps of 4 elements (start_lane 0)
     const mg_u32 start_lane = kNoise ? 0u : st.start_lane;
@@ -366,8 +366,8 @@ MG_HD void mg_backward_thread(const T* grad_z, const T* mu, const T* logvar, con
             const T g = grad_z[i], lv = logvar[i];
             T gmu = g, glv = mg_grad_logvar(g, lv, kNoise ? noise[i] : eps[lane]);
             if (kKL) {
-                gmu = mg_add(g, mg_mul(kl_grad, mu[i]));
-                glv = mg_add(glv, mg_mul(mg_mul(kl_grad, mg_expm1(lv)), T(0.5)));
+                gmu = mg_add(g, mg_mul(kl_weight, mu[i]));
+                glv = mg_add(glv, mg_mul(mg_mul(kl_weight, mg_expm1(lv)), T(0.5)));
             }
             grad_mu[i] = gmu;
             grad_logvar[i] = glv;

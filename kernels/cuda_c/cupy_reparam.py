@@ -1,9 +1,9 @@
-"""The cupy backend: kernels/reparam.cu compiled by NVRTC (kernels.cuda_c), run by cupy.RawModule.
+"""The cupy backend: reparam.cu compiled by NVRTC (kernels.cuda_c.nvrtc), run by cupy.RawModule.
 
     forward(mu, logvar, seed, offset, save_noise=False)
     backward(grad_z, logvar, seed, offset, noise=None)
     forward_kl(mu, logvar, seed, offset, save_noise=False)
-    backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None)
+    backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None)
     philox4x32(counters, key)
 
 the API of kernels.reference (see kernels/contract.py) on CuPy arrays: inputs are cupy.ndarray on
@@ -12,12 +12,12 @@ rather than being copied to the GPU and back behind the caller's back. Non-conti
 copied to C order first. Every launch runs on the arrays' device and CuPy's current stream, with
 64-bit element indices.
 
-The module is built by kernels.cuda_c with its own NVRTC options (subnormals kept, no contraction
-the source does not write; CuPy's own compile would append -ftz=true) for the device's
+The module is built by kernels.cuda_c.nvrtc with its own NVRTC options (subnormals kept, no
+contraction the source does not write; CuPy's own compile would append -ftz=true) for the device's
 architecture, cached on disk as a cubin and loaded with cupy.RawModule(path=...).
 
 Importing this module without CuPy, or without a GPU CuPy can see, raises ImportError saying
-which. The arithmetic lives in kernels/reparam_math.cuh, which CI checks on the CPU
+which. The arithmetic lives in kernels/cuda_c/reparam_math.cuh, which CI checks on the CPU
 (tests/test_cuda_c.py); only the launches here need a GPU.
 """
 import functools
@@ -25,13 +25,14 @@ import functools
 import numpy as np
 
 from kernels import contract, cuda_c, occupancy
-from kernels.gpu import require_cupy
+from kernels.cuda_c.gpu import require_cupy
 
 cupy = require_cupy("the cupy backend needs CuPy (pip install cupy-cuda13x) and an NVIDIA GPU")
 
 # NOTE: 256 threads a block (cuda_c.THREADS): a multiple of the 32-thread warp, and few enough
 # that at least 5 blocks fit an SM with the 48 registers the kernels' __launch_bounds__(256, 5)
 # allow (62.5% occupancy or more on sm_80 / sm_90); it is also MG_THREADS in reparam.cu.
+NAME = "cupy"
 THREADS = cuda_c.THREADS
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
@@ -43,7 +44,7 @@ def kernel_names():
 
 @functools.lru_cache(maxsize=None)
 def module(name, device_id):
-    """The RawModule of kernels.cuda_c's module `name` for device `device_id`, built for its
+    """The RawModule of kernels.cuda_c.nvrtc's module `name` for device `device_id`, built for its
     architecture on first use (then cached in memory and, as a cubin, on disk)."""
     device = cupy.cuda.Device(device_id)
     path = cuda_c.cubin_path(name, f"sm_{device.compute_capability}", cuda_c.CupyNvrtc())
@@ -52,7 +53,7 @@ def module(name, device_id):
 
 
 def kernel(name, module_name="reparam"):
-    """The RawKernel `name` of a kernels.cuda_c module, for the current device."""
+    """The RawKernel `name` of a kernels.cuda_c.nvrtc module, for the current device."""
     return module(module_name, cupy.cuda.Device().id).get_function(name)
 
 
@@ -133,53 +134,49 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
         return z, None if total is None else total.astype(mu.dtype), eps
 
 
-def run_forward(mu, logvar, seed, offset, save_noise=False, name="cupy_raw.forward"):
+def run_forward(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward"):
     z, _, eps = _forward(name, mu, logvar, seed, offset, save_noise, False)
     return (z, eps) if save_noise else z
 
 
-def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name="cupy_raw.forward_kl"):
+def run_forward_kl(mu, logvar, seed, offset, save_noise=False, name=f"{NAME}.forward_kl"):
     z, kl, eps = _forward(name, mu, logvar, seed, offset, save_noise, True)
     return (z, kl, eps) if save_noise else (z, kl)
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) by the backward kernels; mu and kl_grad None without the KL."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) by the backward kernels; mu and kl_weight None without the KL."""
     (grad_z, mu, logvar, noise), device = _on_gpu(name, grad_z=grad_z, mu=mu, logvar=logvar,
                                                   noise=noise)
     stream = _stream(name, grad_z.size, seed, offset)
     with device:
         grad_mu, grad_logvar = cupy.empty_like(grad_z), cupy.empty_like(grad_z)
-    kl = kl_grad is not None
+    kl = kl_weight is not None
     kernel_name = f"reparam_backward{'_kl' if kl else ''}" \
                   f"{'_from_noise' if noise is not None else ''}_{_SUFFIX[grad_z.dtype]}"
     inputs = tuple(a for a in (grad_z, mu, logvar, noise) if a is not None)
-    # as the reference: kl_grad rounded to the dtype; a saved noise needs only n of the stream
-    weight = (grad_z.dtype.type(kl_grad),) if kl else ()
+    # as the reference: kl_weight rounded to the dtype; a saved noise needs only n of the stream
+    weight = (grad_z.dtype.type(kl_weight),) if kl else ()
     position = stream[:1] if noise is not None else stream
     launch(kernel_name, _steps(grad_z.size, 0 if noise is not None else offset),
            (*inputs, grad_mu, grad_logvar, *weight, *position), device)
     return grad_mu, grad_logvar
 
 
-def run_backward(grad_z, logvar, seed, offset, noise=None, name="cupy_raw.backward"):
+def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backward"):
     return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
-                    name="cupy_raw.backward_kl"):
-    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
-
-
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    "cupy_raw", run_forward, run_forward_kl, run_backward, run_backward_kl)
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
+                    name=f"{NAME}.backward_kl"):
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise)
 
 
 def philox4x32(counters, key):
     """Philox4x32-10 of each counter row under one key: (n, 4) uint32 cupy array, (2,) uint32
     key (NumPy or CuPy; it is read on the host) -> (n, 4) uint32 cupy array."""
-    (counters,), device = _on_gpu("cupy_raw.philox4x32", counters=counters)
-    counters, key = contract.check_philox_inputs("cupy_raw.philox4x32", counters,
+    (counters,), device = _on_gpu(f"{NAME}.philox4x32", counters=counters)
+    counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters,
                                                  cupy.asnumpy(key))
     with device:
         out = cupy.empty_like(counters)

@@ -1,4 +1,4 @@
-"""The numba_cuda backend: kernels.numba_cuda_kernels launched on the caller's arrays.
+"""The numba_cuda backend: kernels.numba.gpu_kernels launched on the caller's arrays.
 
 Arrays: CuPy arrays and anything with __cuda_array_interface__ are used in place and the outputs
 come back as the same kind (CuPy, or Numba device arrays; kl is a 0-d device array, never read
@@ -25,9 +25,10 @@ from numba import cuda
 from numba.core import config
 
 from kernels import contract, occupancy
-from kernels.numba_cuda_kernels import (SIMULATED, THREADS, backward_kernel, forward_kernel,
-                                        no_contraction, philox_kernel, sum_kernel)
-from kernels.numba_shared import draw_position
+from kernels.numba.gpu_kernels import (SIMULATED, THREADS, backward_kernel, forward_kernel,
+                                        philox_kernel, sum_kernel)
+from kernels.numba.patches import no_contraction
+from kernels.numba.shared import draw_position
 
 NAME = "numba_cuda"
 
@@ -184,15 +185,15 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
     return arrays.result(z), arrays.result(total), arrays.result(eps)
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) of the caller's kind; mu and kl_grad None for the plain backward."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) of the caller's kind; mu and kl_weight None for the plain backward."""
     shape, dtype, size = tuple(grad_z.shape), np.dtype(grad_z.dtype), math.prod(grad_z.shape)
     key0, key1, first, s = draw_position(name, size, seed, offset)
     arrays = _Arrays(name, grad_z)
     grad_mu, grad_logvar = arrays.empty(shape, dtype), arrays.empty(shape, dtype)
     if size:
         num_blocks = _num_blocks(size, s)
-        weight = None if kl_grad is None else dtype.type(kl_grad)
+        weight = None if kl_weight is None else dtype.type(kl_weight)
         args = (arrays.to_device("grad_z", grad_z), arrays.to_device("mu", mu),
                 arrays.to_device("logvar", logvar), weight, arrays.flat(grad_mu),
                 arrays.flat(grad_logvar), arrays.to_device("noise", noise), key0, key1, first, s,
@@ -225,18 +226,15 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backwar
                      _as_array(noise))
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name=f"{NAME}.backward_kl"):
     return _backward(name, _as_array(grad_z), _as_array(mu), _as_array(logvar), seed, offset,
-                     kl_grad, _as_array(noise))
-
-
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    NAME, run_forward, run_forward_kl, run_backward, run_backward_kl)
+                     kl_weight, _as_array(noise))
 
 
 def philox4x32(counters, key):
-    """kernels.philox.philox4x32 computed on the device by numba_shared's rounds (NumPy in/out)."""
+    """kernels.philox.philox4x32 computed on the device by kernels.numba.shared's rounds (NumPy
+    in and out)."""
     counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters, key)
     arrays = _Arrays(f"{NAME}.philox4x32", counters)
     out = cuda.device_array(counters.shape, np.uint32)

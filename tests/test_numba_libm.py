@@ -1,4 +1,5 @@
-"""numba_libm's float32 polynomials on chosen inputs, against exact values and the reference.
+"""kernels.numba.libm's float32 polynomials on chosen inputs, against exact values and the
+reference.
 
 tests/test_kernels.py meets them only through the stream, whose words are random; here the words
 and arguments are picked where such code breaks: u next to 0 and 1, the quadrant boundaries of
@@ -9,7 +10,8 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import numba_cpu, numba_libm, numba_shared
+from kernels import contract
+from kernels.numba import cpu as numba_cpu, libm as numba_libm, shared as numba_shared
 from kernels.philox import box_muller
 
 if np.finfo(np.longdouble).nmant < 63:
@@ -121,8 +123,8 @@ def test_single_threaded_and_parallel_loops_give_the_same_bits(monkeypatch, dtyp
     mu, logvar, grad_z = (rng.standard_normal(1003).astype(dtype) for _ in range(3))
 
     def run():
-        z, kl = numba_cpu.forward_kl(mu, logvar, 11, 6)
-        return (z, kl, *numba_cpu.backward_kl(grad_z, mu, logvar, 11, 6, 0.5))
+        z, kl = contract.forward_kl(numba_cpu, mu, logvar, 11, 6)
+        return (z, kl, *contract.backward_kl(numba_cpu, grad_z, mu, logvar, 11, 6, 0.5))
     single = run()                                    # 1003 elements: below the threshold
     monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_ELEMENTS", 0)
     for a, b in zip(single, run()):

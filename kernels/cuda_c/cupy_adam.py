@@ -1,16 +1,16 @@
-"""Adam's update as one CUDA kernel over a CuPy parameter (kernels/adam.cu): read p, g, m, v
+"""Adam's update as one CUDA kernel over a CuPy parameter (kernels/cuda_c/adam.cu): read p, g, m, v
 once, write p, m, v once, in one launch instead of the array expression's dozen-odd (at a VAE's
 batch sizes a GPU step is bound by launches, not bytes).
 
-The arithmetic is kernels/adam_math.cuh's, ``kernels.adam_cpu.adam_update``'s in the same order,
-built by kernels.cuda_c without contraction and with subnormals kept, so it gives the CPU loop's
-bits (tests/test_cuda_c.py holds the host build of the same header to it). A float16 parameter
-arrives as its float32 copy, as on the CPU; scalars arrive already rounded to the dtype. Importing
-this module needs CuPy and a GPU.
+The arithmetic is adam_math.cuh's, ``kernels.numba.adam.adam_update``'s in the same order,
+built by kernels.cuda_c.nvrtc without contraction and with subnormals kept, so it gives the CPU
+loop's bits (tests/test_cuda_c.py holds the host build of the same header to it). A float16
+parameter arrives as its float32 copy, as on the CPU; scalars arrive already rounded to the dtype.
+Importing this module needs CuPy and a GPU.
 """
 import numpy as np
 
-from kernels.cupy_raw import cupy, launch
+from kernels.cuda_c.cupy_reparam import cupy, launch
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 

@@ -1,7 +1,7 @@
 """The numba_cpu backend: one fused @njit(parallel=True) loop per pass over Philox blocks.
 
 Each iteration turns one Philox block into 4 normals and those into 4 outputs, in registers:
-eps never touches memory unless save_noise asks for it. The arithmetic is kernels.numba_shared's
+eps never touches memory unless save_noise asks for it. The arithmetic is kernels.numba.shared's
 (the same functions the CUDA kernel calls); this module only walks the blocks and allocates.
 
 Bytes per element (itemsize b = 4 or 8):   forward 3b (mu, logvar in; z out), +b with save_noise
@@ -15,15 +15,16 @@ machines). Inputs that are not C-contiguous are copied to C order first; outputs
 C-contiguous arrays of the input's shape.
 
 The loops are cached on disk (cache=True), stamped with a hash of every file whose functions
-they inline (kernels.numba_jit): an edit to numba_shared.py or numba_libm.py recompiles them.
+they inline (kernels.numba.jit): an edit to shared.py or libm.py recompiles them.
 """
 import types
 
 import numba
 import numpy as np
 
-from kernels import contract, numba_jit  # noqa: F401  (numba_jit: the cache's stamp, first)
-from kernels.numba_shared import (backward_block, block_lanes, draw_position, forward_block,
+from kernels import contract
+from kernels.numba import patches  # noqa: F401  (the cache's stamp, installed first)
+from kernels.numba.shared import (backward_block, block_lanes, draw_position, forward_block,
                                   philox4x32_10)
 
 NAME = "numba_cpu"
@@ -167,8 +168,8 @@ def _forward(name, mu, logvar, seed, offset, save_noise, kl):
     return z, total, eps
 
 
-def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
-    """(grad_mu, grad_logvar) by _backward_loop; mu and kl_grad None for the plain backward."""
+def _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise):
+    """(grad_mu, grad_logvar) by _backward_loop; mu and kl_weight None for the plain backward."""
     grad_z, logvar = np.asarray(grad_z), np.asarray(logvar)
     mu = None if mu is None else np.asarray(mu)
     noise = None if noise is None else np.asarray(noise)
@@ -176,7 +177,7 @@ def _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise):
     grad_mu = np.empty(grad_z.shape, grad_z.dtype)
     grad_logvar = np.empty(grad_z.shape, grad_z.dtype)
     if grad_z.size:
-        weight = None if kl_grad is None else grad_z.dtype.type(kl_grad)
+        weight = None if kl_weight is None else grad_z.dtype.type(kl_weight)
         loop = _backward_loop if grad_z.size >= PARALLEL_MIN_ELEMENTS else _backward_loop_serial
         loop(_flat(grad_z), None if mu is None else _flat(mu), _flat(logvar), weight,
              grad_mu.reshape(-1), grad_logvar.reshape(-1),
@@ -201,17 +202,13 @@ def run_backward(grad_z, logvar, seed, offset, noise=None, name=f"{NAME}.backwar
     return _backward(name, grad_z, None, logvar, seed, offset, None, noise)
 
 
-def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_grad, noise=None,
+def run_backward_kl(grad_z, mu, logvar, seed, offset, kl_weight, noise=None,
                     name=f"{NAME}.backward_kl"):
-    return _backward(name, grad_z, mu, logvar, seed, offset, kl_grad, noise)
-
-
-forward, forward_kl, backward, backward_kl = contract.checked_passes(
-    NAME, run_forward, run_forward_kl, run_backward, run_backward_kl)
+    return _backward(name, grad_z, mu, logvar, seed, offset, kl_weight, noise)
 
 
 def philox4x32(counters, key):
-    """kernels.philox.philox4x32 computed by numba_shared's rounds: (n, 4), (2,) uint32."""
+    """kernels.philox.philox4x32 computed by kernels.numba.shared's rounds: (n, 4), (2,) uint32."""
     counters, key = contract.check_philox_inputs(f"{NAME}.philox4x32", counters, key)
     out = np.empty(counters.shape, np.uint32)
     if len(counters):

@@ -1,7 +1,7 @@
-// Adam's update as one CUDA kernel per dtype, for kernels/adam_cupy.py: read p, g, m, v once,
+// Adam's update as one CUDA kernel per dtype, for cupy_adam.py: read p, g, m, v once,
 // write p, m, v once (28 B per float32 element), in one launch instead of the array
 // expression's dozen-odd (at a VAE's batch sizes a GPU step is bound by launches, not bytes).
-// The arithmetic is kernels/adam_math.cuh's, the same bits as kernels/adam_cpu.py.
+// The arithmetic is kernels/cuda_c/adam_math.cuh's, the same bits as kernels/numba/adam.py.
 //
 // Launch: a 1-D grid-stride loop with 64-bit indices (a parameter may pass 2^31 elements); any
 // grid covers any n. Arguments: the four arrays (C-contiguous, one dtype), n, then the scalars

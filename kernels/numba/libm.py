@@ -1,5 +1,5 @@
 """A branch-free libm for the reparameterisation kernels, as Numba scalar functions that
-vectorise in the CPU loop and compile for CUDA alike (kernels.numba_shared calls them).
+vectorise in the CPU loop and compile for CUDA alike (kernels.numba.shared calls them).
 
     minus_two_log_uniform_f32/_f64   -2 ln u of a uniform u = (x + 0.5) 2^-32 given by its word
     sincos_turn_f32/_f64             (sin, cos) of the turn 2 pi u
@@ -20,8 +20,8 @@ Rules these functions keep (each one measured to matter):
 - uint64 and int64 never meet in one operation (Numba types the result float64), so integer
   constants are np.uint64 and words are masked after every add and multiply.
 - float32 constants are np.float32, or the float32 path silently runs in float64.
-- No a * b + c is meant to be fused: the CPU target never contracts, and kernels.numba_cuda
-  compiles with contraction off (kernels.numba_cuda_kernels), so both run these operations as
+- No a * b + c is meant to be fused: the CPU target never contracts, and kernels.numba.gpu
+  compiles with contraction off (kernels.numba.gpu_kernels), so both run these operations as
   written; the only FMAs are fma_f64's.
 """
 import math
@@ -30,7 +30,7 @@ import numba
 import numba.extending
 import numpy as np
 
-from kernels.numba_jit import jit, jit_ieee
+from kernels.numba.jit import jit, jit_ieee
 
 MASK32 = np.uint64(0xFFFFFFFF)  # a uint32 word held in uint64
 
@@ -148,7 +148,7 @@ def _sqrt_f32_cpu(x):
     return lambda x: x ** F32_HALF
 
 
-try:  # numba-cuda's registry, where it is installed (kernels.numba_cuda requires it)
+try:  # numba-cuda's registry, where it is installed (kernels.numba.gpu requires it)
     from numba.cuda.extending import overload as _cuda_overload
 except ImportError:
     _cuda_overload = None
