@@ -15,7 +15,6 @@ from minigrad.function import Function
 from minigrad.ops import *  # noqa: F401,F403  (the op functions are the public API)
 from minigrad.ops import __all__ as _op_names
 from minigrad.graph_view import format_graph, to_dot
-from minigrad.ops.families import reparameterize_family
 from minigrad import nn, optim, random, viz
 from minigrad.trace import trace
 from minigrad.anomaly import detect_anomaly
@@ -24,4 +23,4 @@ from minigrad import functional
 
 __all__ = ["Tensor", "as_tensor", "Function", "grad", "functional", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "format_graph", "to_dot", "nn", "optim",
-           "random", "viz", "trace", "detect_anomaly", "reparameterize_family", *_op_names]
+           "random", "viz", "trace", "detect_anomaly", *_op_names]

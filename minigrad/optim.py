@@ -260,8 +260,8 @@ class Adam(Optimizer):
     ``fused=False``.  The threshold is that of the moments' dtype (float32 for float16 parameters).
 
     ``fused`` (default) runs the update of NumPy parameters (or their float32 copies) as one Numba
-    loop (``kernels.adam_cpu``), bit-identical to the array expression used otherwise, and of
-    CuPy parameters as one CUDA kernel (``kernels.adam_cupy``, the same bits); the implementation
+    loop (``kernels.numba.adam``), bit-identical to the array expression used otherwise, and of
+    CuPy parameters as one CUDA kernel (``kernels.cuda_c.cupy_adam``, the same bits); the implementation
     is chosen by ``kernels.adam_backend_for`` from ``kernels.ADAM_BACKENDS``.
     """
 

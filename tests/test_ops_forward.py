@@ -831,6 +831,14 @@ def test_reparameterize_kl_adds_only_the_gradient_of_the_output_used(used):
         np.testing.assert_allclose(logvar.grad, np.expm1(logvar.data) / 2, rtol=1e-15)
 
 
+@pytest.mark.parametrize("family", mg.ops.families.FAMILIES)
+def test_reparameterize_family_is_loc_plus_scale_times_the_familys_noise(family):
+    loc, log_scale = var(random(2, 3)), var(random(2, 3))
+    z = mg.reparameterize_family(loc, log_scale, family, seed=4, offset=1)
+    eps = mg.ops.families.noise((2, 3), family, seed=4, offset=1)
+    np.testing.assert_allclose(z.data, loc.data + np.exp(log_scale.data) * eps, rtol=1e-14)
+
+
 def test_reparameterize_with_a_stream_takes_its_position():
     mu, logvar = const(np.zeros((2, 2))), const(np.zeros((2, 2)))
     stream = mg.random.Stream(seed=9, offset=3)

@@ -1,6 +1,7 @@
 """Every differentiable op of minigrad, each a Function (minigrad/function.py) with its forward and
 backward side by side; the functions named here build their inputs and apply it."""
 from minigrad.ops.arithmetic import add, div, mul, neg, pow, sub
+from minigrad.ops.families import reparameterize_family
 from minigrad.ops.linalg import linear, matmul
 from minigrad.ops.losses import binary_cross_entropy_with_logits, gaussian_kl, mse_loss
 from minigrad.ops.reduce import log_softmax, logsumexp, max, mean, sum
@@ -16,5 +17,5 @@ __all__ = [
     "reshape", "transpose", "broadcast_to", "getitem", "scatter_add", "concatenate", "stack",
     "where", "clone",
     "binary_cross_entropy_with_logits", "mse_loss", "gaussian_kl", "reparameterize",
-    "reparameterize_kl",
+    "reparameterize_kl", "reparameterize_family",
 ]
