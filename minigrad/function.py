@@ -69,17 +69,16 @@ class Function:
     def apply(cls, *inputs, **constants):
         """Run forward on the inputs' arrays; wrap its output(s) in Tensors and, when this thread
         records and an input requires grad, record the node that made them."""
-        arrays, wants_grad = [], False
+        wants_grad = False
         for t in inputs:
             if type(t) is not Tensor and not isinstance(t, Tensor):
-                raise TypeError(f"{cls.name}: input {len(arrays) + 1} is {type(t).__name__}; "
-                                "the inputs of apply are Tensors (use minigrad.as_tensor), "
-                                "constants go by keyword")
-            arrays.append(t.data)
+                raise TypeError(f"{cls.name}: input {inputs.index(t) + 1} is "
+                                f"{type(t).__name__}; the inputs of apply are Tensors (use "
+                                "minigrad.as_tensor), constants go by keyword")
             wants_grad = wants_grad or t.requires_grad
         recording = wants_grad and state.grad_enabled
-        ctx = Node(cls, inputs, recording)
-        result = cls.forward(ctx, *arrays, **constants)
+        ctx = Node(cls, inputs) if recording else Unrecorded(len(inputs))
+        result = cls.forward(ctx, *[t.data for t in inputs], **constants)
         if type(result) is tuple:
             outputs = tuple(Tensor._wrap(_array(cls, value)) for value in result)
         else:
@@ -106,7 +105,17 @@ def _array(cls, value):
                     "or a tuple of arrays for several outputs")
 
 
-_NOTHING_NEEDED = [(False,) * n for n in range(8)]   # needs_input_grad where nothing records
+class Unrecorded:
+    """The ctx of a forward that records no node (grad mode is off, or no input requires grad):
+    it takes what forward saves or sets, and is dropped with it."""
+
+    __slots__ = ("needs_input_grad", "__dict__")
+
+    def __init__(self, count):
+        self.needs_input_grad = (False,) * count
+
+    def save_for_backward(self, *arrays):
+        """Nothing to keep: no backward will run."""
 
 
 class Node:
@@ -120,12 +129,10 @@ class Node:
     __slots__ = ("function", "op", "needs_input_grad", "freed", "_inputs", "_output_refs",
                  "_saved", "_holds", "__dict__", "__weakref__")
 
-    def __init__(self, function, inputs, recording):
+    def __init__(self, function, inputs):
         self.function = function
         self.op = function.name
-        self.needs_input_grad = (tuple([t.requires_grad for t in inputs]) if recording
-                                 else _NOTHING_NEEDED[len(inputs)] if len(inputs) < 8
-                                 else (False,) * len(inputs))
+        self.needs_input_grad = tuple([t.requires_grad for t in inputs])
         self.freed = False
         self._inputs = inputs    # leaves that require grad by weak reference, once recorded
         self._output_refs = self._saved = self._holds = ()
@@ -157,7 +164,7 @@ class Node:
     @property
     def inputs(self):
         """The input Tensors (None for a leaf the caller has dropped)."""
-        return tuple([self.input(i) for i in range(len(self._inputs))])
+        return tuple([t() if type(t) is weakref.ReferenceType else t for t in self._inputs])
 
     def input(self, index):
         """Input ``index`` (None for a leaf the caller has dropped)."""

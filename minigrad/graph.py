@@ -52,7 +52,8 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 if grads_out is None:
                     continue
                 for out in node.outputs:   # their gradients are complete now
-                    if out is not None and grads_out[out.output_index] is not None:
+                    if out is not None and grads_out[out.output_index] is not None \
+                            and (out.hooks or out.retains_grad or inputs is not None):
                         grads_out[out.output_index] = arrival.arrive(
                             out, grads_out[out.output_index])
                 started = time.perf_counter()
