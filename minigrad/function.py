@@ -230,7 +230,8 @@ class Node:
             self._refuse_changed(array, saved.changed(array, entry, None))
         for source, index, array in self._saved:
             if source == "input":
-                owner = self.input(index)
+                owner = self._inputs[index]
+                owner = owner() if type(owner) is weakref.ReferenceType else owner
                 if owner is not None and owner.data is not array:
                     self._refuse_changed(array, "replaced: the tensor's .data was rebound to "
                                                 "another array")

@@ -47,19 +47,20 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, x, *, axes):
-        ctx.inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+        ctx.axes = axes
         return namespace(x).transpose(x, axes)
 
     @staticmethod
     def backward(ctx, g):
-        return (transpose(g, ctx.inverse),)
+        inverse = tuple(sorted(range(len(ctx.axes)), key=ctx.axes.__getitem__))
+        return (transpose(g, inverse),)
 
 
 def transpose(x, axes=None):
     """z = x with permuted axes, reversed by default (``Transpose``)."""
     x = as_tensor(x)
-    if axes is None:
-        axes = tuple(reversed(range(x.ndim)))
+    if axes is None:   # the reversal, a permutation by construction
+        return Transpose.apply(x, axes=tuple(range(x.ndim - 1, -1, -1)))
     if any(not -x.ndim <= a < x.ndim for a in axes):
         raise ValueError(f"transpose: axes {tuple(axes)} out of range for {x.ndim} dimensions")
     axes = tuple(a % x.ndim for a in axes)
