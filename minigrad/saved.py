@@ -86,7 +86,7 @@ def hold(arrays, op):
     holds = []
     with _lock:
         for array in arrays:
-            if type(array) is not np.ndarray or any(a is array for a, _ in holds):
+            if type(array) is not np.ndarray or _among(array, holds):
                 continue
             root = array if array.base is None else root_of(array)
             entry = _held.get(id(root))
@@ -104,6 +104,14 @@ def hold(arrays, op):
     if _queued:
         _carry_out_queued()
     return holds
+
+
+def _among(array, holds):
+    """Whether ``array`` is held in ``holds`` already (a node that saves x twice, as x * x)."""
+    for held, _ in holds:
+        if held is array:
+            return True
+    return False
 
 
 def _make_read_only(entry, array):
