@@ -18,7 +18,8 @@ Then the cost of the in-place check (minigrad/saved.py: the arrays a live node's
 read-only until it is freed): ``--steps`` whole training steps (forward, backward, Adam) with
 the check on and, in turn, with it off (``inplace_check_off``), medians.
 
-Results go to benchmarks/results/engine_overhead.{json,md} (``--quick``: engine_overhead_quick.*).
+Results go to runs/benchmarks/engine_overhead.{json,md} (``--quick``: engine_overhead_quick.*),
+or ``--out DIR``; ``--update-results`` replaces the committed benchmarks/results/ ones.
 """
 import contextlib
 import math

@@ -12,7 +12,8 @@ The model first trains ``--train-epochs`` epochs through the product's loop.  Th
    them.
 The engine against the same step written in NumPy is engine_overhead.py.
 
-Results go to benchmarks/results/step_profile.{json,md} (``--quick``: step_profile_quick.*).
+Results go to runs/benchmarks/step_profile.{json,md} (``--quick``: step_profile_quick.*), or
+``--out DIR``; ``--update-results`` replaces the committed benchmarks/results/ ones.
 """
 import os
 import sys
