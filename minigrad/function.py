@@ -122,12 +122,12 @@ class Node:
     """An op's record in the graph, and the ``ctx`` its forward and backward receive.
 
     Engine fields: ``function`` (the Function class), ``op`` (its name), ``needs_input_grad``,
-    ``freed`` (backward ran without retain_graph); ``inputs`` and ``outputs`` (properties) give
-    the Tensors.  Anything else set on it is the op's own constants.
+    ``output_count``, ``freed`` (backward ran without retain_graph); ``inputs`` and ``outputs``
+    (properties) give the Tensors.  Anything else set on it is the op's own constants.
     """
 
-    __slots__ = ("function", "op", "needs_input_grad", "freed", "_inputs", "_output_refs",
-                 "_saved", "_holds", "__dict__", "__weakref__")
+    __slots__ = ("function", "op", "needs_input_grad", "output_count", "freed", "_inputs",
+                 "_output_refs", "_saved", "_holds", "__dict__", "__weakref__")
 
     def __init__(self, function, inputs):
         self.function = function
@@ -191,6 +191,7 @@ class Node:
         self._inputs = tuple([weakref.ref(t) if t.node is None and t.requires_grad else t
                               for t in inputs])
         self._output_refs = tuple([weakref.ref(t) for t in outputs])
+        self.output_count = len(outputs)
         for index, out in enumerate(outputs):
             if out.dtype.kind == "f":
                 out.node, out.output_index, out.requires_grad = self, index, True

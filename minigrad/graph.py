@@ -113,7 +113,7 @@ class _Pending:
             return
         slots = self.nodes.get(id(node))
         if slots is None:
-            slots = self.nodes[id(node)] = [None] * len(node.outputs)
+            slots = self.nodes[id(node)] = [None] * node.output_count
         i = tensor.output_index
         slots[i] = g if slots[i] is None else slots[i] + g
 
@@ -155,8 +155,8 @@ def topological_order(roots):
 
 def _input_nodes(node):
     """The nodes that made ``node``'s inputs which require grad, last input first."""
-    return (t.node for t in reversed(node.inputs)
-            if t is not None and t.requires_grad and t.node is not None)
+    return iter([t.node for t in reversed(node.inputs)
+                 if t is not None and t.node is not None and t.requires_grad])
 
 
 def _leading_to(order, inputs):

@@ -261,8 +261,8 @@ class Adam(Optimizer):
 
     ``fused`` (default) runs the update of NumPy parameters (or their float32 copies) as one Numba
     loop (``kernels.numba.adam``), bit-identical to the array expression used otherwise, and of
-    CuPy parameters as one CUDA kernel (``kernels.cuda_c.cupy_adam``, the same bits); the implementation
-    is chosen by ``kernels.adam_backend_for`` from ``kernels.ADAM_BACKENDS``.
+    CuPy parameters as one CUDA kernel (``kernels.cuda_c.cupy_adam``, the same bits); the
+    implementation is chosen by ``kernels.adam_backend_for`` from ``kernels.ADAM_BACKENDS``.
     """
 
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")

@@ -137,8 +137,8 @@ def test_a_hook_returning_an_array_under_create_graph_is_refused():
     x = leaf(1.0, 2.0)
     y = x * x
     y.register_hook(lambda g: g.data * 2)
-    with pytest.raises(TypeError, match="register_hook: a hook of a tensor \\(made by 'mul'\\) returned a "
-                                        "gradient as a ndarray"):
+    with pytest.raises(TypeError, match="register_hook: a hook of a tensor \\(made by 'mul'\\) "
+                                        "returned a gradient as a ndarray"):
         mg.grad(y.sum(), x, create_graph=True)
     (gx,) = mg.grad((x * x).sum(), x)   # first order: fine
     np.testing.assert_array_equal(gx.data, [2.0, 4.0])
