@@ -127,7 +127,7 @@ class Node:
     """
 
     __slots__ = ("function", "op", "needs_input_grad", "output_count", "freed", "_inputs",
-                 "_output_refs", "_saved", "_holds", "__dict__", "__weakref__")
+                 "_output_refs", "_declared", "_saved", "_holds", "__dict__", "__weakref__")
 
     def __init__(self, function, inputs):
         self.function = function
@@ -135,14 +135,14 @@ class Node:
         self.needs_input_grad = tuple([t.requires_grad for t in inputs])
         self.freed = False
         self._inputs = inputs    # leaves that require grad by weak reference, once recorded
-        self._output_refs = self._saved = self._holds = ()
+        self._output_refs = self._declared = self._saved = self._holds = ()
 
     # --- what an op's forward and backward use ---------------------------------------------
     def save_for_backward(self, *arrays):
         """Declare the arrays backward reads (module docstring); call once, in forward.  Save
         only what a wanted gradient reads (``ctx.needs_input_grad``): a first layer never needs
         to keep its weight."""
-        self._saved = arrays
+        self._declared = arrays
 
     @property
     def saved_tensors(self):
@@ -195,9 +195,10 @@ class Node:
         for index, out in enumerate(outputs):
             if out.dtype.kind == "f":
                 out.node, out.output_index, out.requires_grad = self, index, True
-        if self._saved:
+        if self._declared:   # resolved to ("input" | "output" | ..., position, array)
             self._saved = tuple([_source(self.op, a, inputs, outputs, values)
-                                 for a in self._saved])
+                                 for a in self._declared])
+            self._declared = ()
             arrays = [a for _, _, a in self._saved]
             for a in tuple(arrays):
                 if getattr(a, "base", None) is not None:   # a view: hold what it views too
@@ -228,7 +229,7 @@ class Node:
         for array, entry in self._holds:
             if entry.modified_by is None and not array.flags.writeable:
                 continue  # unchanged, the common case; a rebound .data is checked below
-            self._refuse_changed(array, saved.changed(array, entry, None))
+            self._refuse_changed(array, saved.changed(array, entry))
         for source, index, array in self._saved:
             if source == "input":
                 owner = self._inputs[index]

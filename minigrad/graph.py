@@ -36,13 +36,14 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     no ``.grad``.  ``retain_graph``: keep the nodes for another backward; without it each node is
     freed once its backward has run.
     """
+    seeds = [_seed(root, grad) for root, grad in zip(roots, grads)]
     pending = _Pending()
-    for root, grad in zip(roots, grads):
-        pending.add(root, _seed(root, grad))
+    for root, seed in zip(roots, seeds):
+        pending.add(root, seed)
     order = topological_order(roots)
     if inputs is not None:
         order = _leading_to(order, inputs)
-    arrival = _Arrival(inputs, create_graph, pending)
+    arrival = _Arrival(inputs, create_graph, seeds)
     released, observers = [], state.backward_observers
     forward_observers, state.forward_observers = state.forward_observers, []  # not the forward's
     try:
@@ -52,8 +53,7 @@ def backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
                 if grads_out is None:
                     continue
                 for out in node.outputs:   # their gradients are complete now
-                    if out is not None and grads_out[out.output_index] is not None \
-                            and (out.hooks or out.retains_grad or inputs is not None):
+                    if out is not None and grads_out[out.output_index] is not None:
                         grads_out[out.output_index] = arrival.arrive(
                             out, grads_out[out.output_index])
                 started = time.perf_counter()
@@ -79,13 +79,17 @@ class _Arrival:
     """Where a tensor's complete gradient goes, after its hooks: returned by ``grad`` (``inputs``
     given and the tensor among them), or else into ``.grad`` (a leaf, or ``retain_grad``)."""
 
-    def __init__(self, inputs, create_graph, pending):
+    def __init__(self, inputs, create_graph, seeds):
         self.wanted = None if inputs is None else {id(t) for t in inputs}
         self.create_graph = create_graph
         self.found = {}
-        self.handed_out = {id(g.data) for g in pending.all()}  # arrays a .grad must not share
+        self.handed_out = {id(g.data) for g in seeds}  # the caller's cotangents: never a .grad
 
     def arrive(self, tensor, g):
+        """``g`` after ``tensor``'s hooks, delivered where it goes; the gradient to pass on."""
+        if self.wanted is None and tensor.node is not None and not tensor.hooks \
+                and not tensor.retains_grad:
+            return g   # NOTE: most tensors of a graph, settled without a call
         g = _hooked(tensor, g, self.create_graph)
         if self.wanted is not None:
             if id(tensor) in self.wanted:
@@ -122,11 +126,6 @@ class _Pending:
 
     def leaves(self):
         return list(self.leaf.values())
-
-    def all(self):
-        """Every gradient pending now."""
-        return [g for slots in self.nodes.values() for g in slots if g is not None] + \
-            [g for _, g in self.leaf.values()]
 
 
 def topological_order(roots):

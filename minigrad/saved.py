@@ -199,14 +199,11 @@ def modify(array, who):
     _carry_out_queued()
 
 
-def changed(array, entry, owner):
-    """Why the saved ``array`` (held by ``entry``) no longer holds what the forward saw, or None.
-
-    ``owner`` is the tensor the backward reads it from (None for a constant array)."""
+def changed(array, entry):
+    """Why the saved ``array`` (held by ``entry``) may no longer hold what the forward saw, or
+    None.  (A tensor whose ``.data`` was rebound is the node's to check: it knows its inputs.)"""
     if entry.modified_by is not None:
         return f"modified in place by {entry.modified_by}"
     if any(a.flags.writeable for a, _ in entry.arrays.values()):
         return "made writeable again (array.flags.writeable = True) and may have been modified"
-    if owner is not None and owner.data is not array:
-        return "replaced: the tensor's .data was rebound to another array"
     return None
